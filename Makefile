@@ -1,0 +1,36 @@
+# Two commands for a fresh clone: `make serve` and `make test`. Both create .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1
+PORT   ?= 7860
+
+.PHONY: serve test lint typecheck pytest zoo clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/biaslab serve --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check backend app tests
+	$(BIN)/ruff format --check backend app tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy backend app
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+zoo: $(STAMP)
+	$(BIN)/biaslab zoo train --all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

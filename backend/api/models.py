@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from backend.models.registry import ModelEntry, list_models
+from backend.schemas import ModelInfo
+
+router = APIRouter(prefix="/api/models", tags=["models"])
+
+
+def model_info(entry: ModelEntry) -> ModelInfo:
+    card = entry.card()
+    return ModelInfo(
+        name=entry.name,
+        family=entry.family,
+        task=entry.task,
+        dataset=entry.dataset,
+        params=card.get("params") if card else None,
+        input_size=list(entry.input_size),
+        description=entry.description,
+        citation=entry.citation,
+        class_names=list(entry.class_names),
+        card=card,
+    )
+
+
+@router.get("", response_model=list[ModelInfo])
+def models() -> list[ModelInfo]:
+    return [model_info(e) for e in list_models()]

@@ -1,0 +1,178 @@
+"""`biaslab`: serve the dashboard, run workers, run a lab headless, manage the model zoo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
+    from backend.config import Settings
+
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.main import create_app
+
+    settings = _settings(host=args.host, port=args.port, redis_url=args.redis, workers=args.workers, device=args.device)
+    mode = f"Redis at {settings.redis_url}" if settings.redis_url else "embedded queue"
+    print(f"Inductive Bias Lab on http://{settings.host}:{settings.port}  (API /api, docs /docs, {mode})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from backend.jobs.worker import run_worker_process
+
+    settings = _settings(redis_url=args.redis, device=args.device)
+    if not settings.redis_url:
+        print("biaslab worker needs --redis URL (or BIASLAB_REDIS_URL)", file=sys.stderr)
+        return 2
+    run_worker_process(settings, burst=args.burst)
+    return 0
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param takes key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)  # numbers, booleans, lists
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from PIL import Image
+    from pydantic import ValidationError
+    from tqdm import tqdm
+
+    from backend.jobs.execute import run_lab
+    from backend.labs.base import UnknownLab, get_lab
+    from backend.models.registry import ModelNotAvailable, UnknownModel
+
+    try:
+        lab = get_lab(args.lab)
+    except UnknownLab as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    models = args.model or list(lab.default_models)
+    image = None
+    if args.image:
+        image = Image.open(args.image).convert("RGB")
+    elif lab.needs_image:
+        from backend.data.examples import list_examples, load_example
+
+        first = list_examples()[0].name
+        print(f"no --image given; using example {first!r}", file=sys.stderr)
+        image = load_example(first)
+    params = dict(args.param or [])
+    bar = tqdm(total=100, desc=lab.name, unit="%")
+
+    def progress(fraction: float, message: str = "") -> None:
+        bar.n = int(fraction * 100)
+        bar.set_postfix_str(message)
+        bar.refresh()
+
+    try:
+        result = run_lab(lab.name, models, image, params, device=args.device, progress=progress)
+    except (UnknownModel, ModelNotAvailable) as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        print(f"bad --param: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        bar.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_outputs(out, lab.name, result)
+    for path in written:
+        print(path)
+    if result.get("text"):
+        print(result["text"])
+    return 0
+
+
+def write_outputs(out: Path, lab_name: str, result: dict[str, Any]) -> list[Path]:
+    """Standalone Plotly HTML per figure (first one embeds plotly.js, so it opens offline) + metrics JSON."""
+    import plotly.graph_objects as go
+
+    written = []
+    for i, fig in enumerate(result["figures"]):
+        path = out / f"{lab_name}-{i}.html"
+        go.Figure(fig).write_html(path, include_plotlyjs=True, full_html=True)
+        written.append(path)
+    metrics = out / f"{lab_name}-metrics.json"
+    metrics.write_text(json.dumps({"metrics": result["metrics"], "text": result.get("text")}, indent=2))
+    written.append(metrics)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="biaslab", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the API + dashboard (embedded queue unless --redis)")
+    serve.add_argument("--host", default=None, help="default 127.0.0.1")
+    serve.add_argument("--port", type=int, default=None, help="default 7860")
+    serve.add_argument("--redis", default=None, metavar="URL", help="use a Redis server, e.g. redis://host:6379/0")
+    serve.add_argument("--workers", type=int, default=None, help="in-process worker threads (default 1)")
+    serve.add_argument("--device", default=None, help="cpu or cuda for in-process workers")
+    serve.set_defaults(func=cmd_serve)
+
+    worker = sub.add_parser("worker", help="run one model worker against a Redis queue")
+    worker.add_argument("--redis", default=None, metavar="URL", help="Redis URL (or BIASLAB_REDIS_URL)")
+    worker.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default cpu")
+    worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.set_defaults(func=cmd_worker)
+
+    run = sub.add_parser("run", help="run a lab headless and write figures (HTML) and metrics (JSON)")
+    run.add_argument("lab", help="lab name, see `biaslab labs`")
+    run.add_argument("--model", action="append", help="model name (repeat for several); default: the lab's")
+    run.add_argument("--image", help="image file (PNG/JPEG/WEBP); default: the first example")
+    run.add_argument("--param", action="append", type=_parse_param, help="lab parameter key=value (repeatable)")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--out", required=True, help="output directory")
+    run.set_defaults(func=cmd_run)
+
+    labs = sub.add_parser("labs", help="list the labs and their parameters")
+    labs.set_defaults(func=cmd_labs)
+
+    try:
+        from backend.train.commands import register_cli
+    except ImportError:
+        pass
+    else:
+        register_cli(sub)
+    return parser
+
+
+def cmd_labs(args: argparse.Namespace) -> int:
+    from backend.labs.base import list_labs
+
+    for lab in list_labs():
+        props = lab.Params.model_json_schema().get("properties", {})
+        params = ", ".join(f"{k}={v.get('default')}" for k, v in props.items())
+        print(f"{lab.name:18s} {lab.title}: {lab.description}\n{'':18s} params: {params or '-'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

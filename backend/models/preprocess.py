@@ -1,0 +1,30 @@
+"""Each model's own preprocessing, from its timm data config (never a hard-coded 224/ImageNet)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import create_transform, resolve_model_data_config
+from torch import nn
+
+
+def data_config(model: nn.Module) -> dict:
+    return resolve_model_data_config(model)
+
+
+def preprocess(image: Image.Image, model: nn.Module) -> torch.Tensor:
+    """PIL image -> (1, C, H, W) tensor, exactly as the model was trained to see it."""
+    transform = create_transform(**data_config(model), is_training=False)
+    x = transform(image.convert("RGB"))
+    assert isinstance(x, torch.Tensor)
+    return x.unsqueeze(0)
+
+
+def display_image(image: Image.Image, model: nn.Module) -> np.ndarray:
+    """The resized/cropped view the model sees, as (H, W, 3) floats in [0, 1], for overlays."""
+    x = preprocess(image, model)[0]
+    cfg = data_config(model)
+    mean = torch.tensor(cfg["mean"]).view(-1, 1, 1)
+    std = torch.tensor(cfg["std"]).view(-1, 1, 1)
+    return (x * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()

@@ -1,0 +1,203 @@
+"""Write-once model registry in the style of timm's `register_model` / `create_model`.
+
+Every entry carries what the labs and the UI need without building the model: family, task, dataset,
+input config (size, mean, std), class names, a description, a citation and, for trained zoo models,
+the JSON card written next to its `.safetensors` weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from backend.config import get_settings
+
+
+class UnknownModel(KeyError):
+    """No model of that name is registered."""
+
+
+class ModelNotAvailable(RuntimeError):
+    """The model is registered but its weights cannot be found or loaded."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str  # "cnn", "vit", "convit", "mixer", "mlp", "robust-cnn", "timm", ...
+    task: str  # what the model does: "classification", ...
+    dataset: str  # what it was trained on: "shapes", "digits", "imagenet", ...
+    builder: Callable[[], nn.Module]
+    input_size: tuple[int, int, int]  # (C, H, W)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    description: str = ""
+    citation: str = ""
+    # For zoo models: file stem inside the weights directory. For timm models: an explicit file or None (Hub).
+    weights: str | None = None
+    interpolation: str = "bilinear"
+    crop_pct: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def weights_path(self) -> Path | None:
+        if self.weights is None:
+            return None
+        path = Path(self.weights)
+        if path.suffix == ".safetensors" or path.is_absolute():
+            return path
+        return get_settings().weights_dir / f"{self.weights}.safetensors"
+
+    @property
+    def card_path(self) -> Path | None:
+        path = self.weights_path
+        return path.with_suffix(".json") if path is not None else None
+
+    def card(self) -> dict[str, Any] | None:
+        path = self.card_path
+        if path is None or not path.exists():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm-style data config, so `timm.data.resolve_model_data_config` works for every model."""
+        return {
+            "input_size": self.input_size,
+            "mean": self.mean,
+            "std": self.std,
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "crop_mode": "center",
+            "num_classes": len(self.class_names),
+        }
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(entry: ModelEntry) -> ModelEntry:
+    """Add an entry; names are write-once so two modules cannot silently shadow each other."""
+    if entry.name in _REGISTRY:
+        raise ValueError(f"model {entry.name!r} is already registered")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def _ensure_zoo() -> None:
+    # Importing the zoo registers its models; done lazily so `backend.models` stays cheap to import.
+    import backend.models.zoo  # noqa: F401
+
+
+def list_models() -> list[ModelEntry]:
+    _ensure_zoo()
+    return list(_REGISTRY.values())
+
+
+def get_entry(name: str) -> ModelEntry:
+    _ensure_zoo()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownModel(f"unknown model {name!r}; known models: {known}") from None
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read weights without unpickling arbitrary objects: safetensors, or torch.load(weights_only=True)."""
+    if not path.exists():
+        raise ModelNotAvailable(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelNotAvailable(f"{path} does not hold a state dict")
+    return state
+
+
+def create_model(name: str, *, device: str | torch.device = "cpu", weights: str | Path | None = None) -> nn.Module:
+    """Build a registered model with its weights, in eval mode, with timm's `pretrained_cfg` attached."""
+    entry = get_entry(name)
+    model = entry.builder()
+    path = Path(weights) if weights is not None else entry.weights_path
+    if path is not None:
+        state = load_state_dict(path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelNotAvailable(f"weights in {path} do not fit model {name!r}: {exc}") from exc
+    elif entry.family != "timm":
+        raise ModelNotAvailable(f"model {name!r} has no weights; train it with `biaslab zoo train {name}`")
+    model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **entry.pretrained_cfg()}  # type: ignore[assignment]
+    return model.eval().to(device)
+
+
+def register_timm_model(
+    timm_name: str, weights: str | Path | None = None, *, alias: str | None = None, description: str = ""
+) -> ModelEntry:
+    """Register any timm architecture with pretrained weights from a local file or from the Hub.
+
+    Uses timm's own pretrained-config mechanism: with a file, `pretrained_cfg_overlay=dict(file=...)`
+    makes timm load (and adapt) it exactly as it would a downloaded checkpoint; without one timm fetches
+    the Hub weights, which needs a network.
+    """
+    import timm
+
+    if not timm.is_model(timm_name.split(".")[0]):
+        raise UnknownModel(f"{timm_name!r} is not a timm architecture")
+    cfg = timm.models.get_pretrained_cfg(timm_name) if timm_name.count(".") else None
+    if cfg is None:
+        cfg = timm.models.get_pretrained_cfg(timm_name.split(".")[0])
+    cfg_dict = cfg.to_dict() if cfg is not None else {}
+    num_classes = int(cfg_dict.get("num_classes") or 1000)
+    class_names = _timm_class_names(cfg_dict, num_classes)
+    file = str(Path(weights).resolve()) if weights is not None else None
+
+    def build() -> nn.Module:
+        overlay = {"file": file} if file else None
+        try:
+            return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay)
+        except Exception as exc:  # offline Hub access or a bad file: say which
+            where = file or "the Hugging Face Hub"
+            raise ModelNotAvailable(f"could not load pretrained {timm_name!r} from {where}: {exc}") from exc
+
+    entry = ModelEntry(
+        name=alias or timm_name,
+        family="timm",
+        task="classification",
+        dataset=str(cfg_dict.get("tag") or "imagenet"),
+        builder=build,
+        input_size=tuple(cfg_dict.get("input_size") or (3, 224, 224)),  # type: ignore[arg-type]
+        mean=tuple(cfg_dict.get("mean") or (0.485, 0.456, 0.406)),
+        std=tuple(cfg_dict.get("std") or (0.229, 0.224, 0.225)),
+        class_names=class_names,
+        description=description or f"timm {timm_name} with pretrained weights ({file or 'Hub'})",
+        citation=str(cfg_dict.get("paper_ids") or cfg_dict.get("hf_hub_id") or "timm"),
+        weights=None,
+        interpolation=str(cfg_dict.get("interpolation") or "bicubic"),
+        crop_pct=float(cfg_dict.get("crop_pct") or 0.875),
+    )
+    # The build closure owns the file; keep create_model from loading it a second time.
+    return register_model(entry)
+
+
+def _timm_class_names(cfg: dict[str, Any], num_classes: int) -> tuple[str, ...]:
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
+    subset = infer_imagenet_subset(cfg) if cfg else None
+    if subset is not None or num_classes in (1000, 11821, 21841, 21843):
+        info = ImageNetInfo(subset or "imagenet-1k")
+        if len(info) == num_classes:
+            return tuple(info.index_to_description(i) for i in range(num_classes))
+    return tuple(f"class {i}" for i in range(num_classes))

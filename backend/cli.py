@@ -21,7 +21,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from backend.main import create_app
 
-    settings = _settings(host=args.host, port=args.port, redis_url=args.redis, workers=args.workers, device=args.device)
+    settings = _settings(
+        host=args.host, port=args.port, redis_url=args.redis, workers=args.workers, device=args.device
+    )
     mode = f"Redis at {settings.redis_url}" if settings.redis_url else "embedded queue"
     print(f"Inductive Bias Lab on http://{settings.host}:{settings.port}  (API /api, docs /docs, {mode})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
@@ -125,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="start the API + dashboard (embedded queue unless --redis)")
     serve.add_argument("--host", default=None, help="default 127.0.0.1")
     serve.add_argument("--port", type=int, default=None, help="default 7860")
-    serve.add_argument("--redis", default=None, metavar="URL", help="use a Redis server, e.g. redis://host:6379/0")
+    serve.add_argument(
+        "--redis", default=None, metavar="URL", help="use a Redis server, e.g. redis://host:6379/0"
+    )
     serve.add_argument("--workers", type=int, default=None, help="in-process worker threads (default 1)")
     serve.add_argument("--device", default=None, help="cpu or cuda for in-process workers")
     serve.set_defaults(func=cmd_serve)
@@ -140,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("lab", help="lab name, see `biaslab labs`")
     run.add_argument("--model", action="append", help="model name (repeat for several); default: the lab's")
     run.add_argument("--image", help="image file (PNG/JPEG/WEBP); default: the first example")
-    run.add_argument("--param", action="append", type=_parse_param, help="lab parameter key=value (repeatable)")
+    run.add_argument(
+        "--param", action="append", type=_parse_param, help="lab parameter key=value (repeatable)"
+    )
     run.add_argument("--device", default="cpu")
     run.add_argument("--out", required=True, help="output directory")
     run.set_defaults(func=cmd_run)
@@ -169,7 +175,9 @@ def cmd_labs(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
     code: int = args.func(args)
     return code
 

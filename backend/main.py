@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
     app = FastAPI(
         title="Inductive Bias Lab",
         version=__version__,
-        description="See the inductive biases of neural networks: attention locality, gating, attribution, ...",
+        description="See the inductive biases of neural networks: attention locality, gating, attribution.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -65,7 +65,6 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
 
 def _mount_ui(app: FastAPI, settings: Settings) -> None:
     import gradio as gr
-
     from app.main import build_ui, mount_kwargs
 
     api_base = settings.api_url or f"http://{_loopback(settings.host)}:{settings.port}"

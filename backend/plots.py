@@ -133,7 +133,9 @@ def grouped_bars(
     for i, (label, values) in enumerate(series.items()):
         vals = [float(v) for v in values]
         kwargs: dict[str, Any] = (
-            {"y": list(categories), "x": vals, "orientation": "h"} if horizontal else {"x": list(categories), "y": vals}
+            {"y": list(categories), "x": vals, "orientation": "h"}
+            if horizontal
+            else {"x": list(categories), "y": vals}
         )
         fig.add_trace(
             go.Bar(
@@ -176,7 +178,11 @@ def layer_scatter(
     for i, (label, (xs, ys)) in enumerate((lines or {}).items()):
         fig.add_trace(
             go.Scatter(
-                x=list(xs), y=list(ys), mode="lines", name=label, line={"color": PALETTE[i % len(PALETTE)], "width": 2}
+                x=list(xs),
+                y=list(ys),
+                mode="lines",
+                name=label,
+                line={"color": PALETTE[i % len(PALETTE)], "width": 2},
             )
         )
     fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=440)

@@ -59,6 +59,9 @@ class JobCreate(BaseModel):
     models: list[str] = Field(default_factory=list, max_length=8, examples=[["cnn-shapes"]])
     image_id: str | None = Field(default=None, examples=["example-shapes-circle"])
     params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int | None = Field(
+        default=None, ge=1, description="Stop the job after this many seconds (at most the server's limit)"
+    )
 
 
 class JobCreated(BaseModel):

@@ -62,7 +62,17 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -106,7 +116,11 @@ def start_biaslab(args: list[str], log: Path, env: dict[str, str] | None = None)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with log.open("wb") as fh:
         return subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", *args], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=full_env
+            [sys.executable, "-m", "backend.cli", *args],
+            cwd=REPO,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=full_env,
         )
 
 

@@ -33,8 +33,8 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
         raise HTTPException(415, "the file is not an image; upload PNG, JPEG or WEBP") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise HTTPException(413, f"image has too many pixels (limit {max_pixels:,})") from None
-    image = ImageOps.exif_transpose(image)  # phone photos arrive rotated otherwise
-    return image.convert("RGB")
+    upright = ImageOps.exif_transpose(image)  # phone photos arrive rotated otherwise
+    return upright.convert("RGB")
 
 
 # The body is parsed by hand (after the size check), so describe it for /docs explicitly.

@@ -33,7 +33,9 @@ def _validate(body: JobCreate, conn: Any) -> dict[str, Any]:
             raise HTTPException(404, exc.args[0]) from None
         if not lab.accepts(entry):
             allowed = ", ".join(lab.model_families or lab.model_tasks)
-            raise HTTPException(422, f"lab {lab.name!r} cannot analyse {name!r} ({entry.family}); it takes {allowed}")
+            raise HTTPException(
+                422, f"lab {lab.name!r} cannot analyse {name!r} ({entry.family}); it takes {allowed}"
+            )
     if lab.needs_image and not body.image_id:
         raise HTTPException(422, f"lab {lab.name!r} needs an image: upload one or pick an example")
     if body.image_id and not image_exists(conn, body.image_id):
@@ -43,7 +45,12 @@ def _validate(body: JobCreate, conn: Any) -> dict[str, Any]:
     except ValidationError as exc:
         # Same shape as FastAPI's own 422s, with the location inside "params".
         errors = [
-            {"type": e["type"], "loc": ["body", "params", *e["loc"]], "msg": e["msg"], "input": e.get("input")}
+            {
+                "type": e["type"],
+                "loc": ["body", "params", *e["loc"]],
+                "msg": e["msg"],
+                "input": e.get("input"),
+            }
             for e in exc.errors(include_url=False)
         ]
         raise RequestValidationError(errors) from None
@@ -53,7 +60,7 @@ def _validate(body: JobCreate, conn: Any) -> dict[str, Any]:
 @router.post("", status_code=202, response_model=JobCreated)
 def submit(body: JobCreate, jobs: JobsDep, conn: RedisDep) -> JobCreated:
     params = _validate(body, conn)
-    job = jobs.submit(body.lab, body.models, body.image_id, params)
+    job = jobs.submit(body.lab, body.models, body.image_id, params, body.timeout_s)
     return JobCreated(id=job.id)
 
 

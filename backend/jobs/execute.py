@@ -5,6 +5,7 @@ It is also what `biaslab run` calls directly, so the CLI, the API and the UI get
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,15 @@ def _locked_models(names: list[str], device: str) -> Iterator[list[LoadedModel]]
         yield [loaded[n][0] for n in names]
 
 
+def _no_progress(fraction: float, message: str = "") -> None:
+    return None
+
+
+def _scaled(report: ProgressFn, fraction: float, message: str = "") -> None:
+    # Labs see progress in their own 0..1; keep the ends for loading and plotting.
+    report(0.05 + 0.85 * min(max(fraction, 0.0), 1.0), message)
+
+
 def run_lab(
     lab_name: str,
     model_names: list[str],
@@ -61,7 +71,7 @@ def run_lab(
     lab = get_lab(lab_name)
     p = lab.Params.model_validate(params or {})
     device = device or get_settings().device
-    report: ProgressFn = progress or (lambda f, m="": None)
+    report: ProgressFn = progress or _no_progress
     report(0.0, "loading models")
     # No global no_grad: attribution labs need gradients; labs pick their own grad mode.
     with _locked_models(model_names, device) as models:
@@ -69,8 +79,7 @@ def run_lab(
             models=models,
             image=image,
             device=torch.device(device),
-            # Labs see progress in their own 0..1; keep the ends for loading and plotting.
-            progress=lambda f, m="": report(0.05 + 0.85 * min(max(f, 0.0), 1.0), m),
+            progress=functools.partial(_scaled, report),
             load_model=lambda n: load_model(n, device),
         )
         result = lab.run(ctx, p)
@@ -80,7 +89,9 @@ def run_lab(
     return {"figures": figures, "metrics": to_jsonable(result.metrics), "text": result.text}
 
 
-def rq_job(lab_name: str, model_names: list[str], image_id: str | None, params: dict[str, Any] | None) -> dict:
+def rq_job(
+    lab_name: str, model_names: list[str], image_id: str | None, params: dict[str, Any] | None
+) -> dict:
     """Entry point enqueued on rq. Progress and a clear error message go to job.meta."""
     from rq import get_current_job
     from rq.timeouts import JobTimeoutException

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
 from rq import Queue
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from backend.config import Settings
@@ -37,14 +38,22 @@ class JobService:
         self.settings = settings
         self.queue = Queue(settings.queue_name, connection=conn)
 
-    def submit(self, lab: str, models: list[str], image_id: str | None, params: dict[str, Any]) -> Job:
+    def submit(
+        self,
+        lab: str,
+        models: list[str],
+        image_id: str | None,
+        params: dict[str, Any],
+        timeout_s: int | None = None,
+    ) -> Job:
+        limit = self.settings.job_timeout_s
         return self.queue.enqueue(
             rq_job,
             lab,
             models,
             image_id,
             params,
-            job_timeout=self.settings.job_timeout_s,
+            job_timeout=min(timeout_s, limit) if timeout_s else limit,
             result_ttl=self.settings.result_ttl_s,
             failure_ttl=self.settings.failure_ttl_s,
             description=f"{lab} on {', '.join(models) or 'no model'}",
@@ -96,4 +105,6 @@ class JobService:
             return
         self.conn.set(cancel_key(job_id), 1, ex=max(self.settings.job_timeout_s * 2, 3600))
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-            job.cancel()
+            # If a worker took it meanwhile, that worker sees the cancel key at its first progress step.
+            with contextlib.suppress(InvalidJobOperation):
+                job.cancel()

@@ -8,6 +8,7 @@ are put back at the front of the queue (claimed with SET NX so two sweepers neve
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -58,10 +59,8 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.conn.delete(alive_key(self.name))
-        except redis.RedisError:
-            pass
 
 
 class BiaslabWorker(SimpleWorker):

@@ -43,7 +43,7 @@ class LabContext:
     image: Image.Image | None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Call often: it reports progress (0..1) and raises when the job was cancelled or ran out of time.
-    progress: ProgressFn = lambda fraction, message="": None  # noqa: E731
+    progress: ProgressFn = field(default=lambda fraction, message="": None)
     # Builds further models on demand (e.g. a reference model a lab needs); cached by the worker.
     load_model: Callable[[str], LoadedModel] | None = None
 

@@ -126,7 +126,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def create_model(name: str, *, device: str | torch.device = "cpu", weights: str | Path | None = None) -> nn.Module:
+def create_model(
+    name: str, *, device: str | torch.device = "cpu", weights: str | Path | None = None
+) -> nn.Module:
     """Build a registered model with its weights, in eval mode, with timm's `pretrained_cfg` attached."""
     entry = get_entry(name)
     model = entry.builder()
@@ -198,6 +200,6 @@ def _timm_class_names(cfg: dict[str, Any], num_classes: int) -> tuple[str, ...]:
     subset = infer_imagenet_subset(cfg) if cfg else None
     if subset is not None or num_classes in (1000, 11821, 21841, 21843):
         info = ImageNetInfo(subset or "imagenet-1k")
-        if len(info) == num_classes:
+        if info.num_classes() == num_classes:
             return tuple(info.index_to_description(i) for i in range(num_classes))
     return tuple(f"class {i}" for i in range(num_classes))

@@ -1,0 +1,52 @@
+"""`biaslab` from the shell, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def biaslab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backend.cli", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_run_predict_writes_html_and_json(tmp_path: Path) -> None:
+    from backend.data.examples import list_examples, load_example
+
+    example = next(e for e in list_examples() if e.name.startswith("shapes-"))
+    image = tmp_path / "in.png"
+    load_example(example.name).save(image)
+    out = tmp_path / "out"
+    r = biaslab(
+        "run", "predict", "--model", "cnn-shapes", "--model", "deit-shapes", "--image", str(image),
+        "--param", "top_k=3", "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    html = sorted(out.glob("predict-*.html"))
+    assert len(html) == 2  # one figure per model
+    assert "plotly" in html[0].read_text()[:5_000_000].lower()
+    metrics = json.loads((out / "predict-metrics.json").read_text())["metrics"]
+    assert set(metrics) == {"cnn-shapes", "deit-shapes"}
+    assert all(0 < m["confidence"] <= 1 for m in metrics.values())
+
+
+def test_run_rejects_bad_input_with_a_message(tmp_path: Path) -> None:
+    r = biaslab("run", "nope", "--out", str(tmp_path))
+    assert r.returncode == 2 and "unknown lab" in r.stderr
+    r = biaslab("run", "predict", "--model", "nope", "--out", str(tmp_path))
+    assert r.returncode == 2 and "unknown model" in r.stderr
+    r = biaslab("run", "predict", "--model", "cnn-shapes", "--param", "top_k=0", "--out", str(tmp_path))
+    assert r.returncode == 2 and "top_k" in r.stderr
+
+
+def test_help_lists_commands() -> None:
+    r = biaslab("--help")
+    assert r.returncode == 0
+    for command in ("serve", "worker", "run", "zoo"):
+        assert command in r.stdout

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import redis
 from fastapi import APIRouter, HTTPException
-from rq import Worker
 
 from backend.api.deps import RedisDep, SettingsDep
+from backend.jobs.worker import count_alive_workers
 from backend.schemas import Health
 
 router = APIRouter(prefix="/api", tags=["health"])
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/api", tags=["health"])
 @router.get("/health", response_model=Health)
 def health(conn: RedisDep, settings: SettingsDep) -> Health:
     try:
-        workers = Worker.count(connection=conn)
+        workers = count_alive_workers(conn)
     except redis.RedisError as exc:
         raise HTTPException(503, f"queue unavailable: {exc}") from exc
     return Health(queue="redis" if settings.redis_url else "embedded", workers=workers)

@@ -63,6 +63,11 @@ class Heartbeat:
             self.conn.delete(alive_key(self.name))
 
 
+def count_alive_workers(conn: redis.Redis) -> int:
+    """Workers whose heartbeat is fresh (rq's own registry keeps dead workers for minutes)."""
+    return sum(1 for _ in conn.scan_iter(match=alive_key("*"), count=1000))
+
+
 class BiaslabWorker(SimpleWorker):
     """SimpleWorker that also runs in a non-main thread (embedded mode)."""
 

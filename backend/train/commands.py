@@ -1,0 +1,287 @@
+"""`biaslab zoo ...`: train, list, verify the shipped zoo, and run the sample-efficiency sweep.
+
+`train NAME` rebuilds a model from its recipe (backend/models/zoo.py `RECIPES`, copied into the card),
+trains it on freshly generated `shapes` splits, and writes `<name>.safetensors` + `<name>.json`
+(and, for ConViT, `<name>.history.json` with gates and nonlocality over training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from backend.config import get_settings
+from backend.data.shapes import load_shapes
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("inductive-bias-lab")
+    except PackageNotFoundError:
+        v = "0+unknown"
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        if out.returncode == 0:
+            v += f"+g{out.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return v
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_weights(model: nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    path.chmod(0o644)  # safetensors creates 0600 files; shipped weights must be readable by everyone
+
+
+def _splits(recipe: dict[str, Any], seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    return {
+        s: load_shapes(s, seed=seed, n=int(recipe[f"{s}_size"])).tensors() for s in ("train", "val", "test")
+    }
+
+
+def train_zoo_model(
+    name: str, *, seed: int = 0, device: str = "cpu", out_dir: Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Train one zoo model from its recipe and write weights + card (+ ConViT history). Returns the card."""
+    from backend.models.registry import get_entry
+    from backend.models.zoo import RECIPES
+    from backend.train.classifier import evaluate, robust_accuracy, seed_everything, train_classifier
+    from backend.train.history import ConvitHistory
+
+    entry = get_entry(name)
+    recipe = RECIPES[name]
+    out_dir = out_dir or get_settings().weights_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    data = _splits(recipe, seed)
+    model = entry.builder()
+    (xv, yv), (xt, yt) = data["val"], data["test"]
+    history = ConvitHistory(xv[:256], xv, yv) if entry.family == "convit" else None
+    steps = int(recipe["steps"])
+    t0 = time.perf_counter()
+    result = train_classifier(
+        model,
+        *data["train"],
+        recipe,
+        seed=seed,
+        device=device,
+        steps=steps,
+        callback=history,
+        callback_steps=ConvitHistory.schedule(steps) if history else None,
+        progress=progress,
+        desc=name,
+    )
+    model.cpu()
+    metrics = evaluate(model, xt, yt)
+    val = evaluate(model, xv, yv)
+    card: dict[str, Any] = {
+        "name": name,
+        "family": entry.family,
+        "dataset": entry.dataset,
+        "split_sizes": {s: len(data[s][1]) for s in data},
+        "seed": seed,
+        "steps": result.steps,
+        "epochs": round(result.epochs, 3),
+        "wall_time_s": round(time.perf_counter() - t0, 1),
+        "train_wall_time_s": round(result.wall_time_s, 1),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "test_accuracy": metrics["accuracy"],
+        "ece": metrics["ece"],
+        "val_accuracy": val["accuracy"],
+        "params": count_params(model),
+        "final_train_loss": result.losses[-1] if result.losses else None,
+        "code_version": code_version(),
+        "recipe": recipe,
+        "command": f"BIASLAB_TRAIN_THREADS={torch.get_num_threads()} biaslab zoo train {name} "
+        f"--device {torch.device(device).type} --seed {seed}",
+    }
+    if float(recipe.get("adv_eps", 0)) > 0:
+        n = min(500, len(yt))
+        card["robust_accuracy"] = {
+            "eps": recipe["adv_eps"],
+            "pgd_steps": 10,
+            "n": n,
+            "accuracy": robust_accuracy(model, xt[:n], yt[:n], float(recipe["adv_eps"]), steps=10),
+        }
+    save_weights(model, out_dir / f"{name}.safetensors")
+    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    if history is not None:
+        (out_dir / f"{name}.history.json").write_text(json.dumps(history.snapshots) + "\n")
+    return card
+
+
+def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tuple[bool, str]:
+    """Re-evaluate shipped weights on the card's test split; ok when within tolerance of the card."""
+    from backend.models.registry import create_model, get_entry
+    from backend.train.classifier import evaluate
+
+    entry = get_entry(name)
+    card = entry.card()
+    if card is None:
+        return False, f"{name}: no card"
+    size = int(card["split_sizes"]["test"])
+    x, y = load_shapes("test", seed=int(card["seed"]), n=size).tensors()
+    if n is not None:
+        x, y = x[:n], y[:n]
+    m = evaluate(create_model(name), x, y)
+    if n is not None and n < size:  # a subset: its accuracy differs by sampling, allow ~3 std errors
+        tolerance = max(tolerance, 3 * (0.25 / n) ** 0.5)
+    d_acc = abs(m["accuracy"] - card["test_accuracy"])
+    d_ece = abs(m["ece"] - card["ece"])
+    ok = d_acc <= tolerance and (n is not None or d_ece <= tolerance)
+    msg = (
+        f"{name}: acc {m['accuracy']:.4f} (card {card['test_accuracy']:.4f}), "
+        f"ece {m['ece']:.4f} (card {card['ece']:.4f}) on {len(y)} images -> {'ok' if ok else 'FAIL'}"
+    )
+    return ok, msg
+
+
+def zoo_names() -> list[str]:
+    from backend.models.registry import list_models
+
+    return [e.name for e in list_models() if e.family != "timm" and e.dataset == "shapes"]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    names = zoo_names() if args.all else list(args.names)
+    if not names:
+        print("name one or more models, or pass --all; see `biaslab zoo list`")
+        return 2
+    unknown = [n for n in names if n not in zoo_names()]
+    if unknown:
+        print(f"unknown zoo model(s): {', '.join(unknown)}; known: {', '.join(zoo_names())}")
+        return 2
+    for name in names:
+        card = train_zoo_model(name, seed=args.seed, device=args.device)
+        print(
+            f"{name}: test acc {card['test_accuracy']:.4f}, ECE {card['ece']:.4f}, "
+            f"{card['params']} params, {card['wall_time_s']:.0f} s"
+        )
+    return 0
+
+
+def zoo_table() -> list[dict[str, Any]]:
+    from backend.models.registry import list_models
+
+    rows = []
+    for e in list_models():
+        if e.family == "timm":
+            continue
+        c = e.card() or {}
+        rows.append(
+            {
+                "name": e.name,
+                "family": e.family,
+                "params": c.get("params"),
+                "test_accuracy": c.get("test_accuracy"),
+                "ece": c.get("ece"),
+                "wall_time_s": c.get("wall_time_s"),
+                "steps": c.get("steps"),
+            }
+        )
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Model zoo (shapes, 32×32, 8 classes)")
+    for col in ("name", "family", "params", "test acc", "ECE", "steps", "train s"):
+        table.add_column(col)
+    for r in zoo_table():
+
+        def fmt(v: Any, spec: str) -> str:
+            return "-" if v is None else format(v, spec)
+
+        table.add_row(
+            r["name"],
+            r["family"],
+            fmt(r["params"], ","),
+            fmt(r["test_accuracy"], ".3f"),
+            fmt(r["ece"], ".3f"),
+            fmt(r["steps"], "d"),
+            fmt(r["wall_time_s"], ".0f"),
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    names = list(args.names) or zoo_names()
+    failed = 0
+    for name in names:
+        ok, msg = verify_model(name, args.tolerance, args.n)
+        print(msg)
+        failed += not ok
+    return 1 if failed else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from backend.train.sweep import run_sweep
+
+    out = Path(args.out) if args.out else get_settings().weights_dir / "sample_efficiency.json"
+    run_sweep(
+        fractions=args.fractions,
+        seeds=args.seeds,
+        steps=args.steps,
+        device=args.device,
+        out=out,
+        jobs=args.jobs,
+    )
+    print(f"wrote {out}")
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    zoo = subparsers.add_parser("zoo", help="train, list and verify the model zoo; sample-efficiency sweep")
+    sub = zoo.add_subparsers(dest="zoo_command", required=True)
+
+    train = sub.add_parser("train", help="train zoo models from their recipes; writes weights + cards")
+    train.add_argument("names", nargs="*", metavar="NAME")
+    train.add_argument("--all", action="store_true", help="train every zoo model")
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=cmd_train)
+
+    lst = sub.add_parser("list", help="print the zoo as a table")
+    lst.set_defaults(func=cmd_list)
+
+    verify = sub.add_parser("verify", help="re-evaluate shipped weights; non-zero exit when off the card")
+    verify.add_argument("names", nargs="*", metavar="NAME")
+    verify.add_argument("--tolerance", type=float, default=0.01)
+    verify.add_argument("--n", type=int, default=None, help="evaluate on the first N test images only")
+    verify.set_defaults(func=cmd_verify)
+
+    sweep = sub.add_parser(
+        "sweep", help="sample efficiency: ConViT vs DeiT-like ViT vs CNN on data fractions"
+    )
+    sweep.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0])
+    sweep.add_argument("--seeds", type=int, default=3)
+    sweep.add_argument("--steps", type=int, default=250)
+    sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    sweep.add_argument("--out", default=None)
+    sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
+    sweep.set_defaults(func=cmd_sweep)

@@ -1,0 +1,103 @@
+"""The shipped zoo: registered with cards, beats chance on its test split, `zoo verify` passes, and the
+pretrained-timm path reproduces a checkpoint saved by the test itself."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from backend.data.shapes import load_shapes
+from backend.models.registry import create_model, get_entry, list_models, register_timm_model
+from backend.models.zoo import RECIPES
+from backend.train.classifier import evaluate
+from backend.train.commands import verify_model
+
+ZOO = [e.name for e in list_models() if e.dataset == "shapes" and e.family != "timm"]
+SHIPPED = [n for n in ZOO if get_entry(n).weights_path is not None and get_entry(n).weights_path.exists()]  # type: ignore[union-attr]
+
+
+def test_zoo_names_and_entries() -> None:
+    assert {"cnn-shapes", "convit-shapes", "deit-shapes", "mixer-shapes", "mlp-shapes"} <= set(ZOO)
+    assert {"cnn-shapes-pgd2", "cnn-shapes-pgd4", "cnn-shapes-pgd8"} <= set(ZOO)
+    for name in ZOO:
+        e = get_entry(name)
+        assert e.weights == name and e.input_size == (3, 32, 32) and len(e.class_names) >= 8
+        assert {"gradcam_layer", "token_grid", "num_prefix_tokens"} <= set(e.extra)
+        assert name in RECIPES
+
+
+def test_gradcam_layers_exist_and_have_the_documented_layout() -> None:
+    for name in ZOO:
+        e = get_entry(name)
+        layer = e.extra["gradcam_layer"]
+        if not layer:
+            continue
+        model = e.builder().eval()
+        module = model.get_submodule(layer)
+        out: list[torch.Tensor] = []
+        h = module.register_forward_hook(lambda _m, _i, o, out=out: out.append(o))
+        with torch.no_grad():
+            model(torch.rand(1, 3, 32, 32))
+        h.remove()
+        if e.extra["token_grid"]:
+            assert out[0].shape[1] == 64 + e.extra["num_prefix_tokens"], name  # (B, N, C) on an 8×8 grid
+        else:
+            assert out[0].dim() == 4, name
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_beats_chance(name: str) -> None:
+    card = get_entry(name).card()
+    assert card is not None and card["params"] > 0
+    x, y = load_shapes("test", seed=card["seed"], n=card["split_sizes"]["test"]).tensors()
+    m = evaluate(create_model(name), x[:400], y[:400])
+    assert m["accuracy"] > 0.4, m  # chance is 1/8
+    assert abs(m["accuracy"] - card["test_accuracy"]) < 0.08
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_card_recipe_is_what_zoo_train_runs(name: str) -> None:
+    # `biaslab zoo train NAME` must reproduce the shipped file, so its recipe is the card's.
+    card = get_entry(name).card()
+    assert card is not None
+    assert card["recipe"] == pytest.approx(RECIPES[name])
+    assert card["steps"] == RECIPES[name]["steps"]
+
+
+def test_zoo_verify_on_a_subset() -> None:
+    names = [n for n in ("cnn-shapes", "deit-shapes") if n in SHIPPED]
+    if not names:
+        pytest.skip("no shipped weights yet")
+    for name in names:
+        ok, msg = verify_model(name, n=500)
+        assert ok, msg
+
+
+def test_history_and_sweep_json_shipped() -> None:
+    weights = get_entry("convit-shapes").weights_path
+    assert weights is not None
+    hist_path = weights.with_name("convit-shapes.history.json")
+    if not hist_path.exists():
+        pytest.skip("convit history not shipped")
+    hist = json.loads(hist_path.read_text())
+    assert len(hist) >= 5 and hist[0]["step"] == 0
+    assert len(hist[0]["gates"]) == 4 and len(hist[0]["gates"][0]) == 4
+
+
+def test_pretrained_timm_path_from_local_file(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ref = timm.create_model("resnet10t", pretrained=False).eval()
+    path = tmp_path / "resnet10t.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    entry = register_timm_model("resnet10t", weights=path, alias="test-resnet10t-local")
+    assert entry.family == "timm" and len(entry.class_names) == 1000
+    model = create_model("test-resnet10t-local")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ref(x))
+    assert model.pretrained_cfg["input_size"] == entry.input_size

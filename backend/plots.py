@@ -7,7 +7,7 @@ values). Every figure carries a title; the UI uses it (and `layout.meta.alt`) as
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -246,4 +246,193 @@ def matrix_heatmap(
     )
     fig.update_layout(title=title, height=max(320, 60 * z.shape[0] + 120))
     fig.update_yaxes(autorange="reversed")
+    return to_json(fig)
+
+
+# --- Attention, gating and attribution labs -------------------------------------------------------
+
+
+def overlay_grid_marked(
+    panels: Sequence[tuple[str, np.ndarray | None, np.ndarray, tuple[int, int] | None]],
+    title: str,
+    *,
+    signed: bool = False,
+    cols: int | None = None,
+    marker_label: str = "query patch",
+) -> dict[str, Any]:
+    """Like `overlay_grid`, with an optional (row, col) cell of each map outlined (e.g. the query patch)."""
+    n = len(panels)
+    cols = cols or min(n, 4)
+    rows = (n + cols - 1) // cols
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels])
+    shown = False
+    for i, (_, image, heat, mark) in enumerate(panels):
+        r, c = i // cols + 1, i % cols + 1
+        add_overlay(fig, image, heat, signed=signed, row=r, col=c, showscale=i == 0)
+        if mark is None:
+            continue
+        # Same cell geometry as `add_overlay`: cell centres at (k + 0.5) * stride - 0.5 over an image.
+        h, w = np.asarray(heat).shape
+        if image is not None:
+            ih, iw = image.shape[:2]
+            x, y = (mark[1] + 0.5) * iw / w - 0.5, (mark[0] + 0.5) * ih / h - 0.5
+        else:
+            x, y = float(mark[1]), float(mark[0])
+        fig.add_trace(
+            go.Scatter(
+                x=[x],
+                y=[y],
+                mode="markers",
+                name=marker_label,
+                showlegend=not shown,
+                marker={"symbol": "square-open", "size": 16, "color": "#D55E00", "line": {"width": 3}},
+                hovertemplate=f"{marker_label}: row {mark[0]}, col {mark[1]}<extra></extra>",
+            ),
+            row=r,
+            col=c,
+        )
+        shown = True
+    fig.update_layout(
+        title=title,
+        height=330 * rows + 80,
+        width=max(520, 300 * cols),
+        legend={"orientation": "h", "y": -0.05},
+    )
+    _square_axes(fig)
+    return to_json(fig)
+
+
+def head_layer_scatter(
+    per_model: Mapping[str, Mapping[str, np.ndarray]],
+    title: str,
+    *,
+    yaxis_title: str = "",
+    references: Mapping[str, Sequence[float]] | None = None,
+) -> dict[str, Any]:
+    """One value per head (points) against layer, one colour per model; each model may carry several
+    (L, H) arrays (e.g. "probe set" as filled circles, "this image" as open diamonds), the first one's
+    per-layer mean drawn as a line. `references` are horizontal dashed lines over all layers."""
+    symbols = ["circle", "diamond-open", "square-open", "x"]
+    fig = go.Figure()
+    max_layers = 1
+    for i, (model, kinds) in enumerate(per_model.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        for j, (kind, values) in enumerate(kinds.items()):
+            v = np.asarray(values, dtype=float)
+            if v.size == 0:
+                continue
+            L, H = v.shape
+            max_layers = max(max_layers, L)
+            jitter = (np.arange(H) - (H - 1) / 2) * (0.25 / max(H, 1)) + (0.08 * j)
+            xs = (np.arange(L)[:, None] + jitter[None, :]).ravel()
+            heads = np.tile(np.arange(H), L)
+            fig.add_trace(
+                go.Scatter(
+                    x=xs.tolist(),
+                    y=v.ravel().tolist(),
+                    mode="markers",
+                    name=f"{model}: {kind}",
+                    customdata=np.stack([np.repeat(np.arange(L), H), heads], -1).tolist(),
+                    hovertemplate="layer %{customdata[0]}, head %{customdata[1]}: %{y:.3g}<extra></extra>",
+                    marker={"color": colour, "size": 9, "symbol": symbols[j % len(symbols)], "opacity": 0.85},
+                )
+            )
+            if j == 0:
+                fig.add_trace(
+                    go.Scatter(
+                        x=list(range(L)),
+                        y=v.mean(1).tolist(),
+                        mode="lines",
+                        name=f"{model}: mean over heads ({kind})",
+                        line={"color": colour, "width": 2},
+                    )
+                )
+    for k, (label, ys) in enumerate((references or {}).items()):
+        vals = list(ys)
+        xs_ref = list(range(len(vals))) if len(vals) > 1 else [-0.3, max_layers - 0.7]
+        vals = vals if len(vals) > 1 else vals * 2
+        fig.add_trace(
+            go.Scatter(
+                x=xs_ref,
+                y=vals,
+                mode="lines",
+                name=label,
+                line={"color": PALETTE[(len(per_model) + k) % len(PALETTE)], "dash": "dash", "width": 2},
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title="layer",
+        yaxis_title=yaxis_title,
+        height=460,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    fig.update_xaxes(dtick=1)
+    return to_json(fig)
+
+
+def labelled_scatter(
+    points: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str], Sequence[float]]],
+    title: str,
+    *,
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+    size_title: str = "",
+    square: bool = False,
+) -> dict[str, Any]:
+    """Labelled points (x, y, label, size value) per series, e.g. each GPSA head's positional centre
+    with its locality strength as marker size."""
+    fig = go.Figure()
+    all_sizes = [abs(float(s)) for (_, _, _, sizes) in points.values() for s in sizes if np.isfinite(s)]
+    top = max(all_sizes) if all_sizes else 1.0
+    for i, (series, (xs, ys, labels, sizes)) in enumerate(points.items()):
+        sz = [8 + 22 * abs(float(s)) / (top or 1.0) if np.isfinite(s) else 8 for s in sizes]
+        fig.add_trace(
+            go.Scatter(
+                x=[float(v) for v in xs],
+                y=[float(v) for v in ys],
+                mode="markers+text",
+                name=series,
+                text=list(labels),
+                textposition="top center",
+                customdata=[float(s) for s in sizes],
+                hovertemplate="%{text}: (%{x:.2f}, %{y:.2f}), "
+                + (size_title or "size")
+                + " %{customdata:.3g}<extra></extra>",
+                marker={"color": PALETTE[i % len(PALETTE)], "size": sz, "opacity": 0.75},
+            )
+        )
+    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=480)
+    if square:
+        fig.update_yaxes(scaleanchor="x", scaleratio=1, autorange="reversed")
+    return to_json(fig)
+
+
+def styled_lines(
+    x: Sequence[float],
+    series: Mapping[str, tuple[Sequence[float], int, int]],
+    title: str,
+    *,
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+) -> dict[str, Any]:
+    """Many curves where colour and dash carry two indices: series label -> (ys, colour index, dash index),
+    e.g. a gate per (layer = colour, head = dash) over training."""
+    dashes = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+    fig = go.Figure()
+    for label, (ys, colour, dash) in series.items():
+        fig.add_trace(
+            go.Scatter(
+                x=list(x),
+                y=[float(v) for v in ys],
+                mode="lines",
+                name=label,
+                line={
+                    "color": PALETTE[colour % len(PALETTE)],
+                    "dash": dashes[dash % len(dashes)],
+                    "width": 2,
+                },
+            )
+        )
+    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=440)
     return to_json(fig)

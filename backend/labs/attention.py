@@ -1,0 +1,285 @@
+"""Where does attention look? Attention maps, mean attention distance and rollout for ViTs and ConViT.
+
+- Attention of one query patch, for a chosen layer and head, drawn over the image. For ConViT's gated
+  positional self-attention (GPSA) layers it is shown three ways: the total the model uses, the content
+  part softmax(q·k) and the positional part softmax(w·r) (d'Ascoli et al., ICML 2021, arXiv 2103.10697).
+- Mean attention distance in pixels per head against layer (Dosovitskiy et al., ICLR 2021, Fig. 7),
+  for every chosen model on one chart, over a probe set of test images and for this image; a 3×3
+  convolution's "attention distance" on the same patch grid is drawn as a reference.
+- Attention rollout (Abnar & Zuidema, ACL 2020) from the layers where a CLS token exists.
+
+Everything is read from each block's real input in one hooked forward pass (fused attention switched off
+only inside a context manager), never recomputed from the patch embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from backend import plots
+from backend.labs.attention_maps import (
+    attention_rollout,
+    extract_attention,
+    gpsa_components,
+    grid_size,
+    is_gpsa,
+    mean_attention_distance,
+    patch_size,
+)
+from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_lab
+from backend.labs.hooks import attention_blocks
+from backend.labs.probe import batches, preprocess_batch, probe_images
+from backend.models.preprocess import display_image, preprocess
+
+
+class AttentionParams(LabParams):
+    layer: int = Field(default=0, ge=0, le=47, description="Block whose attention to show (0 = first)")
+    head: int = Field(default=0, ge=0, le=63, description="Attention head to show")
+    query_row: int = Field(
+        default=-1, ge=-1, le=255, description="Row of the query patch on the patch grid (-1 = centre)"
+    )
+    query_col: int = Field(
+        default=-1, ge=-1, le=255, description="Column of the query patch on the patch grid (-1 = centre)"
+    )
+    renormalise: bool = Field(
+        default=False,
+        description="After dropping the CLS token's column, rescale each row to sum to 1 again before "
+        "computing distances (off: as in the ViT paper's reference code)",
+    )
+    probe_size: int = Field(
+        default=64,
+        ge=0,
+        le=256,
+        description="Test images averaged for the mean-attention-distance chart (0 = this image only)",
+    )
+    rollout_head_fusion: Literal["mean", "max", "min"] = Field(
+        default="mean", description="How heads are combined before rolling attention out over layers"
+    )
+    rollout_discard_ratio: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=0.99,
+        description="Fraction of the weakest attention entries zeroed in rollout",
+    )
+    seed: int = Field(default=0, ge=0, description="Seed of the probe set drawn from the test split")
+
+
+def rounded(a: np.ndarray, digits: int = 3) -> Any:
+    """Array -> nested lists of Python floats rounded for JSON metrics."""
+    return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+
+
+def conv_reference(grid: tuple[int, int], patch: tuple[int, int], kernel: int = 3) -> float:
+    """Mean attention distance (pixels) of a uniform kernel×kernel 'attention' on the patch grid."""
+    gh, gw = grid
+    n = gh * gw
+    r = torch.arange(n) // gw
+    c = torch.arange(n) % gw
+    near = ((r[:, None] - r[None, :]).abs() <= kernel // 2) & ((c[:, None] - c[None, :]).abs() <= kernel // 2)
+    a = near.float() / near.float().sum(-1, keepdim=True)
+    return float(mean_attention_distance(a[None, None], grid, patch)[0, 0])
+
+
+@register_lab
+class AttentionLab(Lab):
+    name = "attention"
+    title = "Attention locality"
+    description = (
+        "Attention maps of a chosen layer, head and query patch (ConViT's gated layers split into content "
+        "and positional parts), mean attention distance per head against depth, and attention rollout."
+    )
+    Params = AttentionParams
+    model_families = ("vit", "convit")
+    max_models = 3
+    default_models = ("convit-shapes", "deit-shapes")
+
+    def run(self, ctx: LabContext, params: Any) -> LabResult:
+        if ctx.image is None:
+            raise ValueError("the attention lab needs an image")
+        per_model: dict[str, dict[str, Any]] = {}
+        metrics: dict[str, Any] = {}
+        notes: list[str] = []
+        n_models = len(ctx.models)
+        for mi, m in enumerate(ctx.models):
+            base = mi / n_models
+            ctx.progress(base, f"{m.name}: attention on the image")
+            model = m.module
+            blocks = attention_blocks(model)
+            if not blocks:
+                raise ValueError(f"{m.name} has no attention layers; choose a ViT or ConViT")
+            grid, patch = grid_size(model), patch_size(model)
+            layer = min(params.layer, len(blocks) - 1)
+            heads = blocks[layer].attn.num_heads
+            head = min(params.head, heads - 1)
+            row = grid[0] // 2 if params.query_row < 0 else min(params.query_row, grid[0] - 1)
+            col = grid[1] // 2 if params.query_col < 0 else min(params.query_col, grid[1] - 1)
+            if (layer, head) != (params.layer, params.head):
+                notes.append(
+                    f"{m.name} has {len(blocks)} layers × {heads} heads: showing layer {layer}, head {head}"
+                )
+            q = row * grid[1] + col
+
+            x = preprocess(ctx.image, model).to(ctx.device)
+            cap = extract_attention(model, x)
+            P = cap.prefix[layer]
+            maps: dict[str, np.ndarray] = {"total": self._query_map(cap.attn[layer], head, P + q, P, grid)}
+            attn_mod = blocks[layer].attn
+            gate = None
+            if is_gpsa(attn_mod):
+                content, pos, g, total = gpsa_components(attn_mod, cap.inputs[layer])
+                maps["content"] = self._query_map(content, head, q, 0, grid)
+                maps["positional"] = self._query_map(pos, head, q, 0, grid)
+                gate = float(g[head])
+                metrics.setdefault(m.name, {})["recombination_max_abs_error"] = float(
+                    (total - cap.attn[layer]).abs().max()
+                )
+            mad_image = np.stack(
+                [
+                    mean_attention_distance(a, grid, patch, p, renormalise=params.renormalise)[0]
+                    .cpu()
+                    .numpy()
+                    for a, p in zip(cap.attn, cap.prefix, strict=True)
+                ]
+            )  # (L, H) pixels
+            first_cls = next((i for i, p in enumerate(cap.prefix) if p > 0), None)
+            rollout = None
+            if first_cls is not None:
+                R = attention_rollout(
+                    cap.attn[first_cls:],
+                    head_fusion=params.rollout_head_fusion,
+                    discard_ratio=params.rollout_discard_ratio,
+                    n_prefix=cap.prefix[-1],
+                )
+                rollout = R[0, 0, cap.prefix[-1] :].reshape(grid).cpu().numpy()
+            del cap
+
+            mad_probe = None
+            if params.probe_size > 0:
+                mad_probe = self._probe_mad(ctx, m, params, grid, patch, base, 1 / n_models)
+
+            per_model[m.name] = {
+                "image": display_image(ctx.image, model),
+                "maps": maps,
+                "query": (row, col),
+                "layer": layer,
+                "head": head,
+                "gate": gate,
+                "gpsa": is_gpsa(attn_mod),
+                "mad_image": mad_image,
+                "mad_probe": mad_probe,
+                "rollout": rollout,
+                "rollout_from": first_cls,
+                "conv_reference": conv_reference(grid, patch),
+            }
+            mm = metrics.setdefault(m.name, {})
+            mm["mad_px_per_layer_image"] = rounded(mad_image.mean(1))
+            if mad_probe is not None:
+                mm["mad_px_per_layer_probe"] = rounded(mad_probe.mean(1))
+                mm["mad_px_per_head_probe"] = rounded(mad_probe)
+            mm["patch_size_px"] = list(patch)
+            if gate is not None:
+                mm["gate_sigma_lambda"] = round(gate, 4)
+        text = self._summary(per_model, params)
+        if notes:
+            text = text + " " + "; ".join(notes) + "."
+        return LabResult(
+            arrays={"per_model": per_model, "probe_size": params.probe_size}, metrics=metrics, text=text
+        )
+
+    @staticmethod
+    def _query_map(
+        attn: torch.Tensor, head: int, query: int, n_prefix: int, grid: tuple[int, int]
+    ) -> np.ndarray:
+        return attn[0, head, query, n_prefix:].reshape(grid).float().cpu().numpy()
+
+    @staticmethod
+    def _probe_mad(
+        ctx: LabContext,
+        m: Any,
+        params: Any,
+        grid: tuple[int, int],
+        patch: tuple[int, int],
+        base: float,
+        span: float,
+    ) -> np.ndarray:
+        images, _ = probe_images(m.entry, params.probe_size, params.seed)
+        xs = preprocess_batch(images, m.module)
+        total: torch.Tensor | None = None
+        for start, xb in batches(xs, 64):
+            ctx.progress(
+                base + span * (0.2 + 0.8 * start / len(xs)), f"{m.name}: probe set {start}/{len(xs)}"
+            )
+            cap = extract_attention(m.module, xb.to(ctx.device), keep_inputs=False)
+            mad = torch.stack(
+                [
+                    mean_attention_distance(a, grid, patch, p, renormalise=params.renormalise).sum(0)
+                    for a, p in zip(cap.attn, cap.prefix, strict=True)
+                ]
+            )  # (L, H) summed over images
+            total = mad if total is None else total + mad
+        assert total is not None
+        return (total / len(xs)).cpu().numpy()
+
+    @staticmethod
+    def _summary(per_model: dict[str, dict[str, Any]], params: Any) -> str:
+        parts = []
+        for name, r in per_model.items():
+            mad = r["mad_probe"] if r["mad_probe"] is not None else r["mad_image"]
+            per_layer = mad.mean(1)
+            parts.append(
+                f"{name}: mean attention distance {per_layer[0]:.1f} px in layer 0 → {per_layer[-1]:.1f} px "
+                f"in layer {len(per_layer) - 1}"
+            )
+        where = f"probe set of {params.probe_size} test images" if params.probe_size else "this image"
+        return "; ".join(parts) + f" ({where})."
+
+    def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]:
+        per_model = result.arrays["per_model"]
+        panels: list[tuple[str, np.ndarray | None, np.ndarray, tuple[int, int] | None]] = []
+        for name, r in per_model.items():
+            for kind, heat in r["maps"].items():
+                label = f"{name}: {kind}"
+                if kind == "total" and r["gate"] is not None:
+                    label += f" (σ(λ) = {r['gate']:.2f})"
+                panels.append((label, r["image"], heat, r["query"]))
+        first = next(iter(per_model.values()))
+        figs = [
+            plots.overlay_grid_marked(
+                panels,
+                f"Attention of query patch (row {first['query'][0]}, col {first['query'][1]}), "
+                f"layer {first['layer']}, head {first['head']}",
+                cols=min(len(panels), 3),
+            )
+        ]
+        curves: dict[str, dict[str, np.ndarray]] = {}
+        for name, r in per_model.items():
+            kinds: dict[str, np.ndarray] = {}
+            if r["mad_probe"] is not None:
+                kinds[f"probe set (n={result.arrays['probe_size']})"] = r["mad_probe"]
+            kinds["this image"] = r["mad_image"]
+            curves[name] = kinds
+        ref = {
+            f"uniform 3×3 conv on the patch grid ({first['conv_reference']:.1f} px)": [
+                first["conv_reference"]
+            ]
+        }
+        figs.append(
+            plots.head_layer_scatter(
+                curves,
+                "Mean attention distance per head" + (" (rows renormalised)" if params.renormalise else ""),
+                yaxis_title="mean attention distance (pixels)",
+                references=ref,
+            )
+        )
+        rollouts = [
+            (f"{name}: rollout from layer {r['rollout_from']}", r["image"], r["rollout"])
+            for name, r in per_model.items()
+            if r["rollout"] is not None
+        ]
+        if rollouts:
+            figs.append(plots.overlay_grid(rollouts, "Attention rollout: where the CLS token gathers from"))
+        return figs

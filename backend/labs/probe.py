@@ -1,0 +1,36 @@
+"""Probe sets: a fixed, seeded sample of a model's test split, preprocessed the model's own way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from PIL import Image
+from timm.data import create_transform
+from torch import nn
+
+from backend.models.preprocess import data_config
+from backend.models.registry import ModelEntry
+
+
+def probe_images(entry: ModelEntry, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n test-split images (N, H, W, 3) uint8 and labels (N,) of the dataset the model was trained on."""
+    if entry.dataset == "shapes":
+        from backend.data.shapes import load_shapes
+
+        split = load_shapes("test", seed=seed, n=n)
+        return split.images, split.labels
+    raise ValueError(f"no probe set for dataset {entry.dataset!r} (model {entry.name!r})")
+
+
+def preprocess_batch(images: np.ndarray, model: nn.Module) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> (N, C, H, W) through the model's own eval transform (as for one image)."""
+    transform = create_transform(**data_config(model), is_training=False)
+    out = [transform(Image.fromarray(img).convert("RGB")) for img in images]
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def batches(x: torch.Tensor, size: int) -> Iterator[tuple[int, torch.Tensor]]:
+    for start in range(0, x.shape[0], size):
+        yield start, x[start : start + size]

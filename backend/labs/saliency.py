@@ -1,0 +1,152 @@
+"""GradCAM and Integrated Gradients through captum, for CNNs and token models alike (METHODS.md §3).
+
+- GradCAM (Selvaraju et al., ICCV 2017): captum `LayerGradCam(..., relu_attributions=True)` (captum's
+  default leaves the ReLU out), upsampled with `LayerAttribution.interpolate(..., 'bilinear')`.
+- Token models (ViT, ConViT, MLP-Mixer) hold (B, N, C) tokens, but captum wants channels in dim 1:
+  `TokenGrid` wraps the target module and exposes a (B, C, h, w) view through an identity submodule.
+  It is put in place only inside `token_grid_target(...)` and the original module comes back after.
+- Integrated Gradients (Sundararajan et al., ICML 2017): captum `IntegratedGradients` with the
+  convergence delta Σ IG − (F(x) − F(x′)) returned and shown.
+- Sanity baseline (Adebayo et al., NeurIPS 2018, "Sanity checks for saliency maps"): the same method on a
+  deep copy of the model with every weight re-initialised.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
+from torch import nn
+
+from backend.labs.attention_maps import grid_size
+from backend.labs.hooks import get_submodule, swapped_module
+from backend.models.registry import ModelEntry
+
+
+class TokenGrid(nn.Module):
+    """Runs `inner`, then routes its patch tokens (B, N, C) through `grid`, an identity on (B, C, h, w)."""
+
+    def __init__(self, inner: nn.Module, hw: tuple[int, int], n_prefix: int) -> None:
+        super().__init__()
+        self.inner, self.hw, self.n_prefix = inner, hw, n_prefix
+        self.grid = nn.Identity()
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        x = self.inner(*args, **kwargs)  # (B, P + N, C)
+        B, _, C = x.shape
+        prefix, tokens = x[:, : self.n_prefix], x[:, self.n_prefix :]
+        g = self.grid(tokens.transpose(1, 2).reshape(B, C, *self.hw))  # (B, C, h, w)
+        return torch.cat([prefix, g.flatten(2).transpose(1, 2)], 1)
+
+
+@dataclass(frozen=True)
+class CamTarget:
+    path: str  # dotted module path inside the model ("" = no spatial layer: GradCAM not defined)
+    token_grid: bool
+    n_prefix: int
+
+
+_FAMILY_DEFAULTS = {
+    "cnn": ("layer3", False, 0),
+    "robust-cnn": ("layer3", False, 0),
+    "vit": ("blocks.-1.norm1", True, 1),  # input of the last attention; the last block's output gets 0 grad
+    "mixer": ("blocks.-1", True, 0),
+}
+
+
+def cam_target(entry: ModelEntry, model: nn.Module) -> CamTarget:
+    """The GradCAM layer of a model: the registry's `extra`, else a per-family rule (METHODS.md §3)."""
+    extra = entry.extra or {}
+    if "gradcam_layer" in extra:
+        return CamTarget(
+            str(extra["gradcam_layer"]),
+            bool(extra.get("token_grid", False)),
+            int(extra.get("num_prefix_tokens", 0)),
+        )
+    if entry.family == "convit":  # output of the last GPSA block: patch tokens only
+        return CamTarget(f"blocks.{int(getattr(model, 'local_up_to_layer', 1)) - 1}", True, 0)
+    if entry.family in _FAMILY_DEFAULTS:
+        path, grid, prefix = _FAMILY_DEFAULTS[entry.family]
+        if entry.family == "vit":
+            prefix = int(getattr(model, "num_prefix_tokens", 1))
+        return CamTarget(path, grid, prefix)
+    return CamTarget("", False, 0)
+
+
+@contextmanager
+def gradcam_layer(model: nn.Module, target: CamTarget) -> Iterator[nn.Module]:
+    """Yield the module captum should hook; for token models a TokenGrid is swapped in, then removed."""
+    if not target.token_grid:
+        yield get_submodule(model, target.path)
+        return
+    wrapper = TokenGrid(get_submodule(model, target.path), grid_size(model), target.n_prefix)
+    with swapped_module(model, target.path, wrapper):
+        yield wrapper.grid
+
+
+def prepare_for_backward(model: nn.Module) -> None:
+    """ConViT caches `rel_indices` on its first forward; made under inference_mode it cannot take part in
+    autograd. Swap such a cache for an ordinary tensor with the same values (nothing else changes)."""
+    for m in model.modules():
+        rel = getattr(m, "rel_indices", None)
+        if isinstance(rel, torch.Tensor) and rel.is_inference():
+            m.rel_indices = rel.clone()
+
+
+def gradcam(
+    model: nn.Module, target: CamTarget, x: torch.Tensor, cls: int, *, upsample: bool = True
+) -> torch.Tensor:
+    """ReLU(Σ_k α_k A^k) at the target layer, (B, 1, h, w), optionally upsampled to x's size."""
+    prepare_for_backward(model)
+    with torch.enable_grad(), gradcam_layer(model, target) as layer:
+        cam = LayerGradCam(model, layer).attribute(x, target=cls, relu_attributions=True)
+    cam = cam.detach()
+    if upsample:
+        cam = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")
+    return cam
+
+
+def integrated_gradients(
+    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: int, n_steps: int = 32
+) -> tuple[torch.Tensor, float]:
+    """IG attributions (B, C, H, W) and the convergence delta Σ IG − (F(x) − F(x′)) (Gauss–Legendre)."""
+    prepare_for_backward(model)
+    with torch.enable_grad():
+        attr, delta = IntegratedGradients(model).attribute(
+            x,
+            baselines=baseline,
+            target=cls,
+            n_steps=n_steps,
+            method="gausslegendre",
+            internal_batch_size=n_steps,
+            return_convergence_delta=True,
+        )
+    return attr.detach(), float(delta.detach().abs().max())
+
+
+def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Deep copy with every weight re-initialised (the model itself is not touched).
+
+    Modules with `reset_parameters` use their own init; parameters no such module owns (ConViT's
+    cls_token, pos_embed, gating_param) are drawn from N(0, 0.02²).
+    """
+    clone = copy.deepcopy(model)
+    gen_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        reset: set[int] = set()
+        with torch.no_grad():
+            for m in clone.modules():
+                if hasattr(m, "reset_parameters") and callable(m.reset_parameters):
+                    m.reset_parameters()
+                    reset.update(id(p) for p in m.parameters(recurse=False))
+            for p in clone.parameters():
+                if id(p) not in reset:
+                    p.normal_(0.0, 0.02)
+    finally:
+        torch.random.set_rng_state(gen_state)
+    return clone.eval()

@@ -1,0 +1,137 @@
+"""The attention, gating and attribution labs end to end: figures come back, models are left untouched.
+
+Random-initialised zoo architectures always run (fast, no weights needed); the shipped zoo runs through
+the same job function the API and CLI use once its weights exist.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from backend.labs.base import LabContext, LoadedModel, get_lab
+from backend.labs.hooks import fingerprint, fingerprint_diff
+from backend.models.registry import get_entry
+
+SMALL = {
+    "attention": {"probe_size": 16, "layer": 4, "head": 1, "query_row": 2, "query_col": 5},
+    "gating": {"probe_size": 16, "counterfactual": "head", "cf_layer": 1, "cf_head": 2, "cf_sigma": 1.0},
+    "attribution": {"ig_steps": 8},
+}
+MODELS = {
+    "attention": ["convit-shapes", "deit-shapes"],
+    "gating": ["convit-shapes"],
+    "attribution": ["cnn-shapes", "deit-shapes", "convit-shapes", "mixer-shapes", "mlp-shapes"],
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """These models are tiny: on a shared 2-core machine, intra-op threads only contend (10-50x slower)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def random_model(name: str, seed: int = 0) -> LoadedModel:
+    entry = get_entry(name)
+    torch.manual_seed(seed)
+    module = entry.builder().eval()
+    module.pretrained_cfg = entry.pretrained_cfg()  # type: ignore[assignment]
+    with torch.no_grad():
+        module(torch.rand(1, *entry.input_size))  # ConViT fills its rel_indices cache on the first forward
+    return LoadedModel(name, entry, module)
+
+
+def sample_image() -> Image.Image:
+    from backend.data.shapes import load_shapes
+
+    return Image.fromarray(load_shapes("test", seed=1, n=1).images[0])
+
+
+@pytest.mark.parametrize("lab_name", ["attention", "gating", "attribution"])
+def test_lab_runs_and_leaves_models_untouched(lab_name: str) -> None:
+    lab = get_lab(lab_name)
+    models = [random_model(n) for n in MODELS[lab_name]]
+    before = [fingerprint(m.module) for m in models]
+    params = lab.Params.model_validate(SMALL[lab_name])
+    fractions: list[float] = []
+    ctx = LabContext(models=models, image=sample_image(), progress=lambda f, msg="": fractions.append(f))
+    result = lab.run(ctx, params)
+    figures = lab.figures(result, params)
+    assert figures and all(f["data"] for f in figures)
+    json.dumps(figures)
+    json.dumps(result.metrics)
+    assert fractions and all(0.0 <= f <= 1.0 for f in fractions)
+    for m, fp in zip(models, before, strict=True):
+        assert fingerprint_diff(fp, fingerprint(m.module)) == [], m.name
+
+
+def test_attention_lab_reports_the_recombination_and_probe_distances() -> None:
+    lab = get_lab("attention")
+    models = [random_model("convit-shapes"), random_model("deit-shapes")]
+    params = lab.Params.model_validate({"probe_size": 16, "layer": 0})
+    result = lab.run(LabContext(models=models, image=sample_image()), params)
+    conv = result.arrays["per_model"]["convit-shapes"]
+    assert set(conv["maps"]) == {"total", "content", "positional"}
+    assert result.metrics["convit-shapes"]["recombination_max_abs_error"] < 1e-6
+    assert conv["mad_probe"].shape == (6, 4) and conv["rollout"].shape == (8, 8)
+    deit = result.arrays["per_model"]["deit-shapes"]
+    assert set(deit["maps"]) == {"total"} and deit["rollout_from"] == 0
+
+
+class Cancelled(Exception):
+    pass
+
+
+@pytest.mark.parametrize("lab_name", ["attention", "gating", "attribution"])
+def test_cancel_half_way_leaves_no_hook_or_patched_gate(lab_name: str) -> None:
+    lab = get_lab(lab_name)
+    models = [random_model(n) for n in MODELS[lab_name][:3]]
+    before = [fingerprint(m.module) for m in models]
+    calls = {"n": 0}
+
+    def progress(fraction: float, message: str = "") -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise Cancelled(message)
+
+    with pytest.raises(Cancelled):
+        ctx = LabContext(models=models, image=sample_image(), progress=progress)
+        lab.run(ctx, lab.Params(**SMALL[lab_name]))
+    for m, fp in zip(models, before, strict=True):
+        assert fingerprint_diff(fp, fingerprint(m.module)) == [], m.name
+
+
+def zoo_ready(names: list[str]) -> bool:
+    paths = [get_entry(n).weights_path for n in names]
+    return all(p is not None and p.exists() for p in paths)
+
+
+@pytest.mark.parametrize("lab_name", ["attention", "gating", "attribution"])
+def test_lab_on_the_shipped_zoo(lab_name: str) -> None:
+    from backend.jobs.execute import load_model, run_lab
+
+    lab = get_lab(lab_name)
+    names = list(lab.default_models)
+    if not zoo_ready(names):
+        pytest.skip(f"zoo weights for {names} not trained yet (biaslab zoo train)")
+    models = [load_model(n, "cpu") for n in names]
+    with torch.no_grad():
+        for m in models:  # ConViT fills its rel_indices cache on the first forward
+            m.module(torch.rand(1, *m.entry.input_size))
+    before = [fingerprint(m.module) for m in models]
+    start = time.monotonic()
+    out: dict[str, Any] = run_lab(lab_name, names, sample_image(), {})
+    elapsed = time.monotonic() - start
+    assert out["figures"] and all(f["data"] for f in out["figures"])
+    assert elapsed < 60, f"{lab_name} took {elapsed:.1f} s with default parameters"
+    for m, fp in zip(models, before, strict=True):
+        assert fingerprint_diff(fp, fingerprint(m.module)) == [], m.name

@@ -65,10 +65,11 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
 
 def _mount_ui(app: FastAPI, settings: Settings) -> None:
     import gradio as gr
+
     from app.main import build_ui, mount_kwargs
 
     api_base = settings.api_url or f"http://{_loopback(settings.host)}:{settings.port}"
-    gr.mount_gradio_app(app, build_ui(api_base), path="/", **mount_kwargs())
+    gr.mount_gradio_app(app, build_ui(api_base, asgi_app=app), path="/", **mount_kwargs())
 
 
 def _loopback(host: str) -> str:

@@ -1,0 +1,164 @@
+"""Job results -> what the page shows and downloads: Plotly figures, alt text, a metrics table, files.
+
+Figures arrive as Plotly JSON dicts (the backend builds them in `backend/plots.py`). Here they are only
+restyled for a projector (larger type, the Okabe-Ito colour-blind-safe palette for traces without their
+own colours) and exported; no figure is drawn by hand in the UI.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+MIN_FONT_SIZE = 15
+
+
+def alt_text(figure: Mapping[str, Any], index: int = 0) -> str:
+    """`layout.meta.alt`, else the title, else "Figure n"."""
+    layout = figure.get("layout") or {}
+    meta = layout.get("meta")
+    if isinstance(meta, Mapping) and isinstance(meta.get("alt"), str) and meta["alt"].strip():
+        return str(meta["alt"]).strip()
+    title = layout.get("title")
+    text = title.get("text") if isinstance(title, Mapping) else title
+    if isinstance(text, str) and text.strip():
+        return _strip_tags(text).strip()
+    return f"Figure {index + 1}"
+
+
+def _strip_tags(text: str) -> str:
+    out, inside = [], False
+    for ch in text:
+        if ch == "<":
+            inside = True
+        elif ch == ">":
+            inside = False
+        elif not inside:
+            out.append(ch)
+    return "".join(out)
+
+
+def to_figure(figure: Mapping[str, Any]) -> go.Figure:
+    """Plotly JSON -> go.Figure styled for a projector; unknown properties are skipped, not fatal."""
+    fig = go.Figure(dict(figure), skip_invalid=True)
+    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    if not meta.get("alt"):
+        fig.update_layout(meta={**meta, "alt": alt_text(figure)})
+    if fig.layout.colorway is None:
+        fig.update_layout(colorway=OKABE_ITO)
+    size = fig.layout.font.size
+    if size is None or size < MIN_FONT_SIZE:
+        fig.update_layout(font_size=MIN_FONT_SIZE)
+    return fig
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.4g}"
+    if isinstance(value, list | tuple):
+        shown = ", ".join(_cell(v) for v in value[:6])
+        return f"[{shown}{', …' if len(value) > 6 else ''}]"
+    if isinstance(value, Mapping):
+        return html.escape(json.dumps(value)[:80])
+    return html.escape(str(value)).replace("|", "\\|")
+
+
+def _flatten(prefix: str, value: Any, rows: list[tuple[str, Any]]) -> None:
+    if isinstance(value, Mapping) and value:
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, rows)
+    else:
+        rows.append((prefix, value))
+
+
+def metrics_markdown(metrics: Mapping[str, Any]) -> str:
+    """A Markdown table: one column per model when metrics are {model: {name: scalar}}, else key/value."""
+    if not metrics:
+        return ""
+    per_model = all(isinstance(v, Mapping) for v in metrics.values())
+    if per_model:
+        models = list(metrics)
+        names: list[str] = []
+        flat: dict[str, dict[str, Any]] = {}
+        for model in models:
+            rows: list[tuple[str, Any]] = []
+            _flatten("", metrics[model], rows)
+            flat[model] = dict(rows)
+            names.extend(n for n, _ in rows if n not in names)
+        if len(names) <= 30:
+            head = "| metric | " + " | ".join(_cell(m) for m in models) + " |"
+            sep = "|---|" + "---|" * len(models)
+            body = [
+                f"| {_cell(n)} | " + " | ".join(_cell(flat[m].get(n, "")) for m in models) + " |"
+                for n in names
+            ]
+            return "\n".join([head, sep, *body])
+    rows = []
+    _flatten("", dict(metrics), rows)
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {_cell(k)} | {_cell(v)} |" for k, v in rows[:60]]
+    if len(rows) > 60:
+        lines.append(f"| … | {len(rows) - 60} more in the JSON download |")
+    return "\n".join(lines)
+
+
+def report_html(
+    figures: Sequence[Mapping[str, Any]],
+    *,
+    title: str,
+    subtitle: str = "",
+    text: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> str:
+    """One standalone HTML file: every figure (plotly.js inlined once, so it opens offline) + metrics."""
+    parts = []
+    for i, figure in enumerate(figures):
+        fig = to_figure(figure)
+        div = pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), default_width="100%")
+        alt = html.escape(alt_text(figure, i))
+        parts.append(f'<figure role="img" aria-label="{alt}">{div}<figcaption>{alt}</figcaption></figure>')
+    metrics_block = ""
+    if metrics:
+        metrics_block = f"<h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=2))}</pre>"
+    text_block = f"<p>{html.escape(text)}</p>" if text else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;}}
+figure{{margin:0 0 2rem 0}} figcaption{{color:#444}}</style></head>
+<body><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>{text_block}
+{"".join(parts)}{metrics_block}</body></html>
+"""
+
+
+def write_downloads(
+    directory: Path,
+    stem: str,
+    figures: Sequence[Mapping[str, Any]],
+    metrics: Mapping[str, Any],
+    *,
+    title: str,
+    subtitle: str = "",
+    text: str | None = None,
+) -> tuple[Path, Path]:
+    """`<stem>.html` (figures) and `<stem>.json` (metrics plus what produced them) in `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    html_path = directory / f"{stem}.html"
+    json_path = directory / f"{stem}.json"
+    html_path.write_text(
+        report_html(figures, title=title, subtitle=subtitle, text=text, metrics=metrics), encoding="utf-8"
+    )
+    json_path.write_text(json.dumps(metrics, indent=2, default=str), encoding="utf-8")
+    return html_path, json_path

@@ -1,0 +1,396 @@
+"""One generic lab page, built from the lab's `GET /api/labs` entry alone (no form per lab).
+
+Left: the lab's description, a model picker with model cards, the controls generated from its params
+schema, Run / Cancel and a live progress bar. Right: the lesson, the figures (`gr.Plot` slots filled from
+the job's Plotly JSON), the text, a metrics table and the downloads. Run is a generator: it submits the
+job, polls `GET /api/jobs/{id}` and yields the progress until the job ends; Cancel sends DELETE, and the
+poll loop then reports the job as cancelled.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.client import ApiClient, ApiError, JobView, LabSpec, ModelCard
+from app.figures import alt_text, metrics_markdown, to_figure, write_downloads
+from app.params import ControlSpec, collect_params, controls_from_schema, make_component, params_from_query
+from app.state import REPLACE_URL_JS, UrlState, encode_query
+
+log = logging.getLogger("biaslab.ui")
+
+MAX_FIGURES = 12  # gr.Plot slots per lab; further figures are still in the HTML download
+UI_MAX_MODELS = 4  # side-by-side comparison is readable up to four models
+POLL_S = 0.3
+DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "biaslab-ui" / "downloads"
+
+
+# -- pure helpers (unit-tested) -----------------------------------------------------------------------
+def model_cap(lab: LabSpec) -> int:
+    return max(0, min(lab.max_models, UI_MAX_MODELS))
+
+
+def eligible_models(lab: LabSpec, models: list[ModelCard]) -> list[ModelCard]:
+    return [m for m in models if lab.accepts(m)]
+
+
+def initial_models(
+    lab: LabSpec, eligible: list[ModelCard], requested: tuple[str, ...] | None
+) -> tuple[list[str], list[str]]:
+    """The models to preselect (from a shared link if valid, else the lab's defaults), plus notes."""
+    names = [m.name for m in eligible]
+    cap = model_cap(lab)
+    notes: list[str] = []
+    if requested is not None:
+        unknown = [m for m in requested if m not in names]
+        if unknown:
+            notes.append(f"ignored model(s) this lab cannot use: {', '.join(unknown)}")
+        chosen = [m for m in requested if m in names][:cap]
+        if chosen:
+            return chosen, notes
+    defaults = [m for m in lab.default_models if m in names][:cap]
+    return (defaults or names[: min(1, cap)]), notes
+
+
+def _fmt_params(n: int | None) -> str:
+    if n is None:
+        return "–"
+    return f"{n / 1e6:.2f} M" if n >= 1e6 else f"{n / 1e3:.0f} k"
+
+
+def _fmt_pct(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1%}"
+
+
+def model_cards_markdown(selected: list[str], models: dict[str, ModelCard]) -> str:
+    if not selected:
+        return "*No model selected.*"
+    lines = ["| model | family | params | test acc. |", "|---|---|---|---|"]
+    for name in selected:
+        m = models.get(name)
+        if m is None:
+            continue
+        lines.append(f"| **{m.name}** | {m.family} | {_fmt_params(m.params)} | {_fmt_pct(m.test_accuracy)} |")
+    described = [models[n] for n in selected if n in models and models[n].description]
+    if described:
+        items = "".join(
+            f"<li><b>{html.escape(m.name)}</b>: {html.escape(m.description)}"
+            + (f" (ECE {m.ece:.3f})" if m.ece is not None else "")
+            + "</li>"
+            for m in described
+        )
+        lines += ["", f"<details><summary>About these models</summary><ul>{items}</ul></details>"]
+    return "\n".join(lines)
+
+
+def progress_html(status: str, fraction: float = 0.0, message: str | None = None) -> str:
+    """An accessible progress bar (a real <progress>) with the job's status and message."""
+    fraction = min(1.0, max(0.0, float(fraction)))
+    label = {"queued": "Queued", "started": "Running", "finished": "Done", "cancelled": "Cancelled"}.get(
+        status, status.capitalize()
+    )
+    shown = message if message and message.strip().lower() not in (status, label.lower()) else None
+    text = f"{label} · {fraction:.0%}" + (f" · {shown}" if shown else "")
+    return (
+        f'<div class="bl-progress" data-status="{html.escape(status)}" role="status" aria-live="polite">'
+        f'<progress value="{fraction:.3f}" max="1" aria-label="job progress"></progress>'
+        f"<span>{html.escape(text)}</span></div>"
+    )
+
+
+def error_html(message: str, prefix: str = "Could not run:") -> str:
+    return (
+        f'<div class="bl-progress bl-error" data-status="error" role="alert">'
+        f"<strong>{html.escape(prefix)}</strong> {html.escape(message)}</div>"
+    )
+
+
+def idle_html(lab: LabSpec) -> str:
+    hint = "Pick an image and models, then press Run." if lab.needs_image else "Press Run."
+    return f'<div class="bl-progress" data-status="idle" role="status">{html.escape(hint)}</div>'
+
+
+# -- the page -----------------------------------------------------------------------------------------
+@dataclass
+class LabPage:
+    lab: LabSpec
+    specs: list[ControlSpec]
+    eligible: list[ModelCard]
+    tab: gr.Tab
+    models: gr.CheckboxGroup | None
+    cards: gr.Markdown | None
+    controls: list[Any]  # Gradio components, one per ControlSpec
+    status: gr.HTML
+    run: gr.Button
+    cancel: gr.Button
+    plots: list[gr.Plot]
+
+    def url_updates(self, url: UrlState, by_name: dict[str, ModelCard]) -> dict[Any, Any]:
+        """Updates that put this page in the state a shared link describes (only for its own lab)."""
+        if url.lab != self.lab.name:
+            return {}
+        updates: dict[Any, Any] = {}
+        chosen, notes = initial_models(self.lab, self.eligible, url.models)
+        if self.models is not None and url.models is not None:
+            updates[self.models] = gr.update(value=chosen)
+            if self.cards is not None:
+                updates[self.cards] = model_cards_markdown(chosen, by_name)
+        values, param_notes = params_from_query(self.specs, url.params)
+        for spec, control in zip(self.specs, self.controls, strict=True):
+            if spec.name in values:
+                updates[control] = gr.update(value=values[spec.name])
+        notes += param_notes
+        if notes:
+            updates[self.status] = error_html("; ".join(notes), "Shared link:")
+        return updates
+
+
+def build_lab_page(
+    lab: LabSpec,
+    models: list[ModelCard],
+    client: ApiClient,
+    image_id: gr.State,
+    url_box: gr.Textbox,
+    url: UrlState | None = None,
+) -> LabPage:
+    """Build one tab inside the current `gr.Tabs` and wire its events."""
+    specs = controls_from_schema(lab.params_schema)
+    by_name = {m.name: m for m in models}
+    eligible = eligible_models(lab, models)
+    cap = model_cap(lab)
+    from_url = url is not None and url.lab == lab.name
+    chosen, notes = initial_models(lab, eligible, url.models if url and from_url else None)
+    values = {s.name: s.default for s in specs}
+    if url is not None and from_url:
+        linked, param_notes = params_from_query(specs, url.params)
+        values.update(linked)
+        notes += param_notes
+
+    with gr.Tab(lab.title, id=lab.name, elem_id=f"tab-{lab.name}") as tab, gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=360, elem_classes=["bl-controls"]):
+            gr.Markdown(f"### {lab.title}\n{lab.description}")
+            picker: gr.CheckboxGroup | None = None
+            cards = None
+            if cap > 0:
+                picker = gr.CheckboxGroup(
+                    choices=[(m.name, m.name) for m in eligible],
+                    value=chosen,
+                    label=f"Models to compare (1–{cap})",
+                    interactive=True,
+                    info=f"Families this lab takes: {', '.join(lab.model_families or ['any'])}",
+                    elem_id=f"{lab.name}-models",
+                )
+                cards = gr.Markdown(model_cards_markdown(chosen, by_name), elem_classes=["bl-cards"])
+            controls: list[Any] = [
+                make_component(s, values[s.name], elem_id=f"{lab.name}-{s.name}") for s in specs
+            ]
+            with gr.Row():
+                run = gr.Button("Run", variant="primary", elem_id=f"{lab.name}-run")
+                cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id=f"{lab.name}-cancel")
+            first = error_html("; ".join(notes), "Shared link:") if notes else idle_html(lab)
+            status = gr.HTML(first, elem_id=f"{lab.name}-status")
+        with gr.Column(scale=4, min_width=480, elem_classes=["bl-results"]):
+            lesson = gr.Accordion(
+                "Lesson: what to look for", open=True, visible=bool(lab.lesson), elem_id=f"{lab.name}-lesson"
+            )
+            with lesson:
+                gr.Markdown(lab.lesson or "", elem_classes=["bl-lesson"])
+            text = gr.Markdown(elem_id=f"{lab.name}-text", elem_classes=["bl-text"])
+            plots = [
+                gr.Plot(
+                    visible=False, show_label=False, elem_id=f"{lab.name}-fig-{i}", elem_classes=["bl-plot"]
+                )
+                for i in range(MAX_FIGURES)
+            ]
+            more = gr.Markdown(visible=False)
+            metrics = gr.Markdown(elem_id=f"{lab.name}-metrics", elem_classes=["bl-metrics"])
+            with gr.Row():
+                dl_html = gr.DownloadButton(
+                    "Download figures (HTML)", visible=False, elem_id=f"{lab.name}-dl-html", size="md"
+                )
+                dl_json = gr.DownloadButton(
+                    "Download metrics (JSON)", visible=False, elem_id=f"{lab.name}-dl-json", size="md"
+                )
+        job_id = gr.State(None)  # inside the tab: a non-Tab child of gr.Tabs confuses the tab strip
+    picker_inputs = [picker] if picker is not None else []
+
+    def selected_models(args: tuple[Any, ...]) -> tuple[list[str], tuple[Any, ...]]:
+        if picker is None:
+            return [], args
+        return list(args[0] or []), args[1:]
+
+    # -- URL state ----------------------------------------------------------------------------------
+    def query_for(current_image: str | None, *args: Any) -> str:
+        chosen_now, vals = selected_models(args)
+        params: dict[str, Any] = {}
+        for spec, raw in zip(specs, vals, strict=True):
+            try:
+                params[spec.name] = _param_value(spec, raw)
+            except ValueError:
+                continue
+        return encode_query(lab.name, chosen_now if picker is not None else None, current_image, params)
+
+    url_triggers = [tab.select] + [c.change for c in controls]
+    if picker is not None:
+        url_triggers.append(picker.change)
+    gr.on(
+        url_triggers,
+        query_for,
+        [image_id, *picker_inputs, *controls],
+        url_box,
+        show_progress="hidden",
+        queue=False,
+    ).then(None, [url_box], None, js=REPLACE_URL_JS, queue=False)
+
+    if picker is not None and cards is not None:
+
+        def on_models(selected: list[str] | None) -> Any:
+            selected = list(selected or [])
+            if len(selected) > cap:
+                gr.Warning(f"{lab.title} compares at most {cap} models; untick one first.")
+                return selected[:cap], model_cards_markdown(selected[:cap], by_name)
+            return gr.skip(), model_cards_markdown(selected, by_name)
+
+        picker.input(on_models, picker, [picker, cards], show_progress="hidden", queue=False)
+
+    # -- run / cancel ---------------------------------------------------------------------------------
+    figure_outputs: list[Any] = [*plots, more]
+    outputs = [job_id, status, run, cancel, text, metrics, dl_html, dl_json, lesson, *figure_outputs]
+
+    def fail(message: str) -> dict[Any, Any]:
+        return {
+            status: error_html(message),
+            run: gr.update(interactive=True),
+            cancel: gr.update(interactive=False),
+        }
+
+    def run_job(current_image: str | None, *args: Any) -> Iterator[dict[Any, Any]]:
+        chosen_now, vals = selected_models(args)
+        try:
+            params = {s.name: _param_value(s, v) for s, v in zip(specs, vals, strict=True)}
+        except ValueError as exc:
+            yield fail(str(exc))
+            return
+        if picker is not None and not 1 <= len(chosen_now) <= cap:
+            yield fail(f"choose between 1 and {cap} models")
+            return
+        if lab.needs_image and not current_image:
+            yield fail("this lab needs an image: pick an example above, upload one, paste or use the webcam")
+            return
+        image = current_image if (lab.needs_image or cap > 0) else None
+        yield {status: progress_html("queued", 0, "submitting"), run: gr.update(interactive=False)}
+        job: str | None = None
+        view: JobView | None = None
+        try:
+            job = client.submit_job(lab.name, chosen_now, image, params)
+            yield {job_id: job, cancel: gr.update(interactive=True), status: progress_html("queued", 0)}
+            while True:
+                view = client.job(job)
+                if view.done:
+                    break
+                yield {status: progress_html(view.status, view.progress, view.message)}
+                time.sleep(POLL_S)
+        except ApiError as exc:
+            yield {job_id: None, **fail(str(exc))}
+            return
+        finally:
+            if job is not None and (view is None or not view.done):
+                _cancel_quietly(client, job)  # the page went away (or polling failed): free the worker
+        done = {job_id: None, run: gr.update(interactive=True), cancel: gr.update(interactive=False)}
+        if view.status == "cancelled":
+            yield {**done, status: progress_html("cancelled", view.progress, "stopped by you")}
+        elif view.status == "failed" or view.result is None:
+            yield {**done, status: error_html(view.error or "the job failed without a message")}
+        else:
+            yield {**done, **_result_updates(view, chosen_now, image, params)}
+
+    def _result_updates(
+        view: JobView, chosen_now: list[str], image: str | None, params: dict[str, Any]
+    ) -> Any:
+        assert view.result is not None
+        result = view.result
+        updates: dict[Any, Any] = {status: progress_html("finished", 1.0, view.message)}
+        if lab.lesson:  # make room for the figures; the lesson stays one click away
+            updates[lesson] = gr.Accordion(open=False)
+        for i, plot in enumerate(plots):
+            if i < len(result.figures):
+                figure = result.figures[i]
+                try:
+                    updates[plot] = gr.update(
+                        value=to_figure(figure), label=alt_text(figure, i), visible=True
+                    )
+                except (ValueError, TypeError) as exc:  # a malformed figure must not hide the others
+                    log.warning("figure %d of job %s unreadable: %s", i, view.id, exc)
+                    updates[plot] = gr.update(
+                        value=None, label=f"Figure {i + 1} could not be drawn", visible=True
+                    )
+            else:
+                updates[plot] = gr.update(value=None, visible=False)
+        extra = len(result.figures) - len(plots)
+        updates[more] = gr.update(
+            value=f"*{extra} more figure(s) are in the HTML download.*", visible=extra > 0
+        )
+        updates[text] = result.text or ""
+        updates[metrics] = metrics_markdown(result.metrics)
+        subtitle = (
+            f"models: {', '.join(chosen_now) or '–'} · image: {image or '–'} · params: {json.dumps(params)}"
+        )
+        try:
+            html_path, json_path = write_downloads(
+                DOWNLOAD_DIR / view.id,
+                f"{lab.name}-{view.id[:8]}",
+                result.figures,
+                {"lab": lab.name, "job": view.id, "models": chosen_now, "image_id": image, "params": params,
+                 "text": result.text, "metrics": result.metrics},
+                title=f"Inductive Bias Lab: {lab.title}",
+                subtitle=subtitle,
+                text=result.text,
+            )  # fmt: skip
+        except OSError as exc:
+            log.warning("could not write downloads for %s: %s", view.id, exc)
+            updates[dl_html] = updates[dl_json] = gr.update(visible=False)
+        else:
+            updates[dl_html] = gr.update(value=str(html_path), visible=True)
+            updates[dl_json] = gr.update(value=str(json_path), visible=True)
+        return updates
+
+    run.click(
+        run_job,
+        [image_id, *picker_inputs, *controls],
+        outputs,
+        show_progress="hidden",
+        concurrency_limit=None,  # the handler mostly waits on the backend's queue
+        trigger_mode="once",
+    )
+
+    def cancel_job(job: str | None) -> Any:
+        if not job:
+            return gr.skip()
+        try:
+            client.cancel_job(job)
+        except ApiError as exc:
+            return error_html(f"could not cancel: {exc}")
+        return progress_html("started", 0, "cancelling…")
+
+    cancel.click(cancel_job, job_id, status, show_progress="hidden", concurrency_limit=None)
+    return LabPage(lab, specs, eligible, tab, picker, cards, controls, status, run, cancel, plots)
+
+
+def _param_value(spec: ControlSpec, raw: Any) -> Any:
+    return collect_params([spec], [raw])[spec.name]
+
+
+def _cancel_quietly(client: ApiClient, job: str) -> None:
+    try:
+        client.cancel_job(job)
+    except ApiError as exc:
+        log.info("could not cancel job %s: %s", job, exc)

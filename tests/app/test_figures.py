@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from app.figures import OKABE_ITO, alt_text, metrics_markdown, to_figure, write_downloads
+
+BAR = {
+    "data": [{"type": "bar", "x": [0.9, 0.1], "y": ["star", "cross"], "orientation": "h", "bogus": 1}],
+    "layout": {"title": {"text": "cnn-shapes: <b>top-2</b>"}},
+}
+
+
+def test_alt_text_prefers_meta_then_title() -> None:
+    assert alt_text({"layout": {"meta": {"alt": "A bar chart"}, "title": {"text": "T"}}}) == "A bar chart"
+    assert alt_text(BAR) == "cnn-shapes: top-2"
+    assert alt_text({"data": []}, 2) == "Figure 3"
+
+
+def test_to_figure_is_tolerant_and_readable() -> None:
+    fig = to_figure(BAR)  # the unknown "bogus" property is skipped, not fatal
+    assert list(fig.layout.colorway) == OKABE_ITO
+    assert fig.layout.font.size >= 15
+    assert fig.layout.meta["alt"] == "cnn-shapes: top-2"
+
+
+def test_metrics_markdown_per_model_and_flat() -> None:
+    table = metrics_markdown({"cnn": {"top1": "star", "confidence": 0.98765}, "vit": {"top1": "cross"}})
+    assert table.splitlines()[0] == "| metric | cnn | vit |"
+    assert "| confidence | 0.9877 |  |" in table
+    flat = metrics_markdown({"accuracy": 0.5, "curve": [1, 2, 3]})
+    assert "| accuracy | 0.5 |" in flat and "| curve | [1, 2, 3] |" in flat
+    assert metrics_markdown({}) == ""
+
+
+def test_downloads_are_standalone(tmp_path: Path) -> None:
+    html_path, json_path = write_downloads(tmp_path, "predict-1", [BAR, BAR], {"m": 1}, title="Predict")
+    page = html_path.read_text()
+    assert page.count("<figure") == 2 and 'aria-label="cnn-shapes: top-2"' in page
+    assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js inlined once: works offline
+    assert json.loads(json_path.read_text()) == {"m": 1}

@@ -1,0 +1,97 @@
+"""Page logic without a browser: model choice, cards, status HTML, and building the Blocks."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from app.client import LabSpec, ModelCard
+from app.lab_page import (
+    build_lab_page,
+    eligible_models,
+    error_html,
+    initial_models,
+    model_cap,
+    model_cards_markdown,
+    progress_html,
+)
+from app.main import Catalog, build_ui
+from app.state import parse_query
+
+MODELS = [
+    ModelCard(
+        name="cnn-shapes",
+        family="cnn",
+        task="classification",
+        params=310_000,
+        card={"test_accuracy": 0.99, "ece": 0.01},
+        description="A small ResNet.",
+    ),
+    ModelCard(name="deit-shapes", family="vit", task="classification", params=1_200_000),
+    ModelCard(name="convit-shapes", family="convit", task="classification"),
+    ModelCard(name="denoiser", family="unet", task="denoising"),
+]
+ATTENTION = LabSpec(
+    name="attention",
+    title="Attention",
+    model_tasks=["classification"],
+    model_families=["vit", "convit"],
+    max_models=3,
+    default_models=["convit-shapes", "deit-shapes"],
+    params_schema={"properties": {"layer": {"type": "integer", "minimum": 0, "maximum": 11, "default": 0}}},
+)
+ATTRIBUTION = LabSpec(name="attribution", title="Attribution", model_tasks=["classification"], max_models=5)
+CURVES = LabSpec(name="sample-efficiency", title="Curves", needs_image=False, max_models=0)
+
+
+def test_eligibility_and_caps() -> None:
+    assert [m.name for m in eligible_models(ATTENTION, MODELS)] == ["deit-shapes", "convit-shapes"]
+    assert [m.name for m in eligible_models(ATTRIBUTION, MODELS)] == [
+        "cnn-shapes",
+        "deit-shapes",
+        "convit-shapes",
+    ]
+    assert model_cap(ATTRIBUTION) == 4 and model_cap(CURVES) == 0
+
+
+def test_initial_models_from_defaults_and_links() -> None:
+    eligible = eligible_models(ATTENTION, MODELS)
+    assert initial_models(ATTENTION, eligible, None) == (["convit-shapes", "deit-shapes"], [])
+    chosen, notes = initial_models(ATTENTION, eligible, ("deit-shapes", "cnn-shapes"))
+    assert chosen == ["deit-shapes"] and "cnn-shapes" in notes[0]
+    # nothing usable in the link: fall back to the defaults; no defaults at all: the first eligible model
+    assert initial_models(ATTENTION, eligible, ("nope",))[0] == ["convit-shapes", "deit-shapes"]
+    assert initial_models(ATTRIBUTION, eligible_models(ATTRIBUTION, MODELS), None)[0] == ["cnn-shapes"]
+
+
+def test_cards_and_status_html() -> None:
+    cards = model_cards_markdown(["cnn-shapes", "deit-shapes"], {m.name: m for m in MODELS})
+    assert "| **cnn-shapes** | cnn | 310 k | 99.0% |" in cards
+    assert "| **deit-shapes** | vit | 1.20 M | – |" in cards
+    assert "A small ResNet." in cards and "ECE 0.010" in cards
+    bar = progress_html("started", 0.4, "running <cnn>")
+    assert 'data-status="started"' in bar and 'value="0.400"' in bar and "&lt;cnn&gt;" in bar
+    assert 'role="alert"' in error_html("boom")
+
+
+def test_url_updates_apply_to_their_own_lab_only() -> None:
+    with gr.Blocks():
+        image_id, url_box = gr.State(None), gr.Textbox()
+        with gr.Tabs():
+            page = build_lab_page(ATTENTION, MODELS, None, image_id, url_box)  # type: ignore[arg-type]
+    updates = page.url_updates(parse_query("lab=attention&models=deit-shapes&layer=3"), {})
+    assert updates[page.models]["value"] == ["deit-shapes"]
+    assert updates[page.controls[0]]["value"] == 3
+    assert page.url_updates(parse_query("lab=predict&layer=3"), {}) == {}
+    bad = page.url_updates(parse_query("lab=attention&layer=99"), {})
+    assert page.controls[0] not in bad and "outside" in bad[page.status]
+
+
+def test_build_ui_static_and_fallback() -> None:
+    static = build_ui(
+        "http://127.0.0.1:9", catalog=Catalog(labs=[ATTENTION, ATTRIBUTION, CURVES], models=MODELS)
+    )
+    tabs = [b for b in static.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.id for t in tabs] == ["attention", "attribution", "sample-efficiency"]
+    # API unreachable while building: the tabs are built per page load instead (gr.render)
+    late = build_ui("http://127.0.0.1:9")
+    assert not [b for b in late.blocks.values() if isinstance(b, gr.Tab)]

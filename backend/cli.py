@@ -22,7 +22,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from backend.main import create_app
 
     settings = _settings(
-        host=args.host, port=args.port, redis_url=args.redis, workers=args.workers, device=args.device
+        host=args.host,
+        port=args.port,
+        redis_url=args.redis,
+        workers=args.workers,
+        device=args.device,
+        timm_models=args.timm,
     )
     mode = f"Redis at {settings.redis_url}" if settings.redis_url else "embedded queue"
     print(f"Inductive Bias Lab on http://{settings.host}:{settings.port}  (API /api, docs /docs, {mode})")
@@ -33,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from backend.jobs.worker import run_worker_process
 
-    settings = _settings(redis_url=args.redis, device=args.device)
+    settings = _settings(redis_url=args.redis, device=args.device, timm_models=args.timm)
     if not settings.redis_url:
         print("biaslab worker needs --redis URL (or BIASLAB_REDIS_URL)", file=sys.stderr)
         return 2
@@ -59,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from backend.jobs.execute import run_lab
     from backend.labs.base import UnknownLab, get_lab
-    from backend.models.registry import ModelNotAvailable, UnknownModel
+    from backend.models.registry import ModelNotAvailable, UnknownModel, register_timm_specs
 
     try:
         lab = get_lab(args.lab)
@@ -67,6 +72,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc.args[0], file=sys.stderr)
         return 2
     models = args.model or list(lab.default_models)
+    specs = list(args.timm or [])
+    if args.weights:
+        if len(models) != 1:
+            print("--weights goes with exactly one --model (a timm architecture name)", file=sys.stderr)
+            return 2
+        specs.append(f"{models[0]}={args.weights}")
+    try:
+        register_timm_specs(specs)
+    except (UnknownModel, ModelNotAvailable) as exc:
+        print(exc.args[0], file=sys.stderr)
+        return 2
     image = None
     if args.image:
         image = Image.open(args.image).convert("RGB")
@@ -132,12 +148,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--workers", type=int, default=None, help="in-process worker threads (default 1)")
     serve.add_argument("--device", default=None, help="cpu or cuda for in-process workers")
+    serve.add_argument(
+        "--timm",
+        action="append",
+        metavar="NAME[=PATH]",
+        help="add a timm model with pretrained weights from PATH (.safetensors/.pth) or the Hub (repeatable)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="run one model worker against a Redis queue")
     worker.add_argument("--redis", default=None, metavar="URL", help="Redis URL (or BIASLAB_REDIS_URL)")
     worker.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default cpu")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--timm",
+        action="append",
+        metavar="NAME[=PATH]",
+        help="add a timm model with pretrained weights from PATH (.safetensors/.pth) or the Hub (repeatable)",
+    )
     worker.set_defaults(func=cmd_worker)
 
     run = sub.add_parser("run", help="run a lab headless and write figures (HTML) and metrics (JSON)")
@@ -146,6 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image", help="image file (PNG/JPEG/WEBP); default: the first example")
     run.add_argument(
         "--param", action="append", type=_parse_param, help="lab parameter key=value (repeatable)"
+    )
+    run.add_argument(
+        "--weights", metavar="PATH", help="pretrained weights for the one --model, a timm architecture name"
+    )
+    run.add_argument(
+        "--timm",
+        action="append",
+        metavar="NAME[=PATH]",
+        help="add a timm model with pretrained weights from PATH (.safetensors/.pth) or the Hub (repeatable)",
     )
     run.add_argument("--device", default="cpu")
     run.add_argument("--out", required=True, help="output directory")

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     weights_dir: Path = Path(__file__).resolve().parent / "models" / "weights"
     # Base URL the Gradio UI uses to reach the API; empty means "same server".
     api_url: str = ""
+    # Researchers' own timm checkpoints, "timm_name=path.safetensors" (or "timm_name" for the Hub);
+    # from the environment as a JSON list, e.g. BIASLAB_TIMM_MODELS='["resnet18=r18.safetensors"]'.
+    timm_models: list[str] = []
 
 
 @lru_cache

@@ -50,3 +50,42 @@ def test_help_lists_commands() -> None:
     assert r.returncode == 0
     for command in ("serve", "worker", "run", "zoo"):
         assert command in r.stdout
+
+
+def test_run_with_a_timm_checkpoint_the_test_saved(tmp_path: Path) -> None:
+    # A researcher's own timm checkpoint: architecture by name, weights from a local .safetensors file.
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    ref = timm.create_model("resnet10t", pretrained=False).eval()
+    ckpt = tmp_path / "resnet10t.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(ckpt))
+    image = tmp_path / "in.png"
+    from backend.data.examples import load_example
+
+    load_example("chelsea").save(image)
+    out = tmp_path / "out"
+    r = biaslab(
+        "run", "predict", "--model", "resnet10t", "--weights", str(ckpt), "--image", str(image),
+        "--param", "top_k=3", "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    top = json.loads((out / "predict-metrics.json").read_text())["metrics"]["resnet10t"]
+
+    # Independent check: the same weights through timm's own transforms give the same top-1 class.
+    from PIL import Image
+
+    cfg = timm.data.resolve_data_config({}, model=ref)
+    x = timm.data.create_transform(**cfg)(Image.open(image).convert("RGB")).unsqueeze(0)
+    with torch.no_grad():
+        probs = ref(x).softmax(-1)[0]
+    info = timm.data.ImageNetInfo()
+    assert top["top1"] == info.index_to_description(int(probs.argmax()))
+    assert abs(top["confidence"] - float(probs.max())) < 1e-3
+
+    r = biaslab(
+        "run", "predict", "--model", "resnet10t", "--weights", str(tmp_path / "missing.pt"), "--out", str(out)
+    )
+    assert r.returncode == 2 and "no checkpoint file" in r.stderr

@@ -170,6 +170,9 @@ class EmbeddedWorkers:
 
 def run_worker_process(settings: Settings, burst: bool = False) -> None:
     """`biaslab worker`: one process, models stay loaded; survives Redis restarts."""
+    from backend.models.registry import register_timm_specs
+
+    register_timm_specs(settings.timm_models)  # the API's own timm checkpoints, so their jobs run here
     conn = connect(settings.redis_url)
     name = worker_name()
     heartbeat = Heartbeat(conn, name, settings.heartbeat_ttl_s).start()

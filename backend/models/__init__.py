@@ -9,6 +9,7 @@ from backend.models.registry import (
     list_models,
     register_model,
     register_timm_model,
+    register_timm_specs,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "list_models",
     "register_model",
     "register_timm_model",
+    "register_timm_specs",
 ]

@@ -194,6 +194,20 @@ def register_timm_model(
     return register_model(entry)
 
 
+def register_timm_specs(specs: list[str]) -> list[ModelEntry]:
+    """Register researchers' own timm checkpoints from `NAME=PATH` (a local file) or `NAME` (the Hub).
+
+    The spec's timm name is also the model's name in the zoo, so `--model NAME` picks it.
+    """
+    entries = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        if path and not Path(path).is_file():
+            raise ModelNotAvailable(f"no checkpoint file at {path!r} for timm model {name!r}")
+        entries.append(register_timm_model(name.strip(), weights=path or None))
+    return entries
+
+
 def _timm_class_names(cfg: dict[str, Any], num_classes: int) -> tuple[str, ...]:
     from timm.data import ImageNetInfo, infer_imagenet_subset
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,17 @@ def test_finished_results_expire() -> None:
         time.sleep(2.5)
         r = c.get(f"/api/jobs/{job_id}")
         assert r.status_code == 404 and "expired" in r.json()["detail"]
+
+
+def test_serve_lists_a_researchers_timm_checkpoint(tmp_path: Path) -> None:
+    import timm
+    from safetensors.torch import save_file
+
+    ckpt = tmp_path / "resnet10t.safetensors"
+    model = timm.create_model("resnet10t", pretrained=False)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    settings = Settings(timm_models=[f"resnet10t={ckpt}"])
+    with TestClient(create_app(settings, mount_ui=False)) as c:
+        listed = {m["name"]: m for m in c.get("/api/models").json()}
+    assert listed["resnet10t"]["family"] == "timm"
+    assert listed["resnet10t"]["input_size"] == list(model.pretrained_cfg["input_size"])  # timm's own config

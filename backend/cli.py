@@ -85,7 +85,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     image = None
     if args.image:
-        image = Image.open(args.image).convert("RGB")
+        try:
+            image = Image.open(args.image).convert("RGB")
+        except (OSError, Image.DecompressionBombError) as exc:  # missing file, not an image, too large
+            print(f"cannot read --image {args.image!r}: {exc}", file=sys.stderr)
+            return 2
     elif lab.needs_image:
         from backend.data.examples import list_examples, load_example
 

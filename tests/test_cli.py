@@ -41,6 +41,10 @@ def test_run_rejects_bad_input_with_a_message(tmp_path: Path) -> None:
     assert r.returncode == 2 and "unknown lab" in r.stderr
     r = biaslab("run", "predict", "--model", "nope", "--out", str(tmp_path))
     assert r.returncode == 2 and "unknown model" in r.stderr
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("hello")
+    r = biaslab("run", "predict", "--image", str(not_an_image), "--out", str(tmp_path))
+    assert r.returncode == 2 and "cannot read --image" in r.stderr and "Traceback" not in r.stderr
     r = biaslab("run", "predict", "--model", "cnn-shapes", "--param", "top_k=0", "--out", str(tmp_path))
     assert r.returncode == 2 and "top_k" in r.stderr
 

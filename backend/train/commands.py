@@ -280,7 +280,7 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     )
     sweep.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.25, 0.5, 1.0])
     sweep.add_argument("--seeds", type=int, default=3)
-    sweep.add_argument("--steps", type=int, default=250)
+    sweep.add_argument("--steps", type=int, default=1000)
     sweep.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     sweep.add_argument("--out", default=None)
     sweep.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")

@@ -52,7 +52,7 @@ SWEEP_MODELS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
 def run_sweep(
     fractions: list[float],
     seeds: int = 3,
-    steps: int = 300,
+    steps: int = 1000,
     device: str = "cpu",
     out: Path | None = None,
     models: list[str] | None = None,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,15 +28,6 @@ MODELS = {
     "gating": ["convit-shapes"],
     "attribution": ["cnn-shapes", "deit-shapes", "convit-shapes", "mixer-shapes", "mlp-shapes"],
 }
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: on a shared 2-core machine, intra-op threads only contend (10-50x slower)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def random_model(name: str, seed: int = 0) -> LoadedModel:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,15 +19,6 @@ from backend.labs.attention_maps import (
     patched_gates,
 )
 from backend.labs.hooks import capture, fingerprint, fingerprint_diff, no_fused_attn
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: on a shared 2-core machine, intra-op threads only contend (10-50x slower)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def tiny_convit(seed: int = 0) -> ConVit:

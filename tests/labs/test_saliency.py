@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from timm.models.convit import ConVit
@@ -11,15 +9,6 @@ from torch import nn
 
 from backend.labs.hooks import fingerprint, fingerprint_diff
 from backend.labs.saliency import CamTarget, TokenGrid, gradcam, integrated_gradients, randomised_copy
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """These models are tiny: on a shared 2-core machine, intra-op threads only contend (10-50x slower)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 class TinyCam(nn.Module):

@@ -34,3 +34,21 @@ def test_lab_charts_the_shipped_sweep() -> None:
     assert len(figs) == 1 and len(figs[0]["data"]) == len(data["summary"])
     assert set(data["summary"]) <= {"convit", "deit", "cnn"}
     assert len(data["seeds"]) >= 2 and data["fractions"][0] == 0.05
+
+
+def test_shipped_summary_is_the_mean_of_its_runs() -> None:
+    # The chart's numbers must come from real runs: recompute every mean from the per-run records.
+    try:
+        data = load_sweep()
+    except FileNotFoundError:
+        pytest.skip("sample_efficiency.json not shipped")
+    assert len(data["runs"]) == len(data["fractions"]) * len(data["seeds"]) * len(data["summary"])
+    for model, s in data["summary"].items():
+        for i, f in enumerate(data["fractions"]):
+            accs = [r["test_accuracy"] for r in data["runs"] if r["model"] == model and r["fraction"] == f]
+            assert len(accs) == len(data["seeds"])
+            assert s["mean"][i] == pytest.approx(sum(accs) / len(accs))
+    result = get_lab("sample-efficiency").run(
+        LabContext(models=[], image=None), get_lab("sample-efficiency").Params()
+    )
+    assert result.metrics["cnn"]["1"] == pytest.approx(data["summary"]["cnn"]["mean"][-1])

@@ -146,7 +146,8 @@ def test_cancelled_job_ends_cancelled(stack: Stack) -> None:
 
 def test_queued_job_can_be_cancelled_before_it_starts(stack: Stack) -> None:
     with stack.client() as c:
-        blockers = [submit(c, LONG) for _ in range(2)]  # occupy every worker
+        busy = c.get("/api/health").json()["workers"]  # occupy every worker (1 embedded, 2 on Redis)
+        blockers = [submit(c, LONG) for _ in range(busy)]
         for b in blockers:
             wait_started(c, b)
         waiting = submit(c)

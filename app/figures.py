@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import plotly.io as pio
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 MIN_FONT_SIZE = 15
+TITLE_LINE_CHARS = 60  # at 15 px type, about the width of the results column
 
 
 def alt_text(figure: Mapping[str, Any], index: int = 0) -> str:
@@ -58,6 +60,12 @@ def to_figure(figure: Mapping[str, Any]) -> go.Figure:
     size = fig.layout.font.size
     if size is None or size < MIN_FONT_SIZE:
         fig.update_layout(font_size=MIN_FONT_SIZE)
+    # Backend widths suit a standalone file; in the page a fixed width overflows the results column,
+    # and so does a long one-line title.
+    fig.update_layout(width=None, autosize=True)
+    title = fig.layout.title.text
+    if isinstance(title, str) and len(title) > TITLE_LINE_CHARS and "<br>" not in title:
+        fig.update_layout(title_text="<br>".join(textwrap.wrap(title, TITLE_LINE_CHARS)))
     return fig
 
 

@@ -17,8 +17,10 @@ import gradio as gr
 ControlKind = Literal["slider", "number", "dropdown", "checkbox", "textbox"]
 ValueType = Literal["integer", "number", "boolean", "string"]
 
-# Integer ranges up to this many values get a slider; wider ones (seeds, sample counts) a number box.
-MAX_INT_SLIDER_RANGE = 512
+# Integer ranges up to this many values get a slider; wider ones get a number box. Layer, head and patch
+# indices are bounded for the largest timm models (0..47), so on the small zoo a slider would mostly
+# point at values the model does not have.
+MAX_INT_SLIDER_RANGE = 32
 
 
 @dataclass(frozen=True)

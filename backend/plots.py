@@ -105,7 +105,9 @@ def overlay_grid(
     n = len(panels)
     cols = cols or min(n, 4)
     rows = (n + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels])
+    # Two short lines ("model" / "what"): side-by-side panels are narrow on a page or projector.
+    titles = [p[0].replace(": ", ":<br>").replace(" → ", "<br>→ ") for p in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
     for i, (_, image, heat) in enumerate(panels):
         add_overlay(fig, image, heat, signed=signed, row=i // cols + 1, col=i % cols + 1, showscale=i == 0)
     fig.update_layout(title=title, height=330 * rows + 80, width=max(520, 300 * cols))

@@ -22,6 +22,11 @@ def test_to_figure_is_tolerant_and_readable() -> None:
     assert list(fig.layout.colorway) == OKABE_ITO
     assert fig.layout.font.size >= 15
     assert fig.layout.meta["alt"] == "cnn-shapes: top-2"
+    wide = to_figure({**BAR, "layout": {**BAR.get("layout", {}), "width": 1500}})
+    assert wide.layout.width is None and wide.layout.autosize  # fits the page's results column
+    long_title = "convit-shapes: gate σ(λ) per GPSA layer and head (1 = positional, 0 = content)"
+    wrapped = to_figure({**BAR, "layout": {"title": {"text": long_title}}}).layout.title.text
+    assert wrapped.replace("<br>", " ") == long_title and "<br>" in wrapped
 
 
 def test_metrics_markdown_per_model_and_flat() -> None:

@@ -32,6 +32,7 @@ SCHEMA = {
             "type": "integer",
         },
         "seed": {"default": 0, "minimum": 0, "title": "Seed", "type": "integer"},
+        "layer": {"default": 0, "minimum": 0, "maximum": 47, "title": "Layer", "type": "integer"},
         "ratio": {"default": 0.0, "minimum": 0.0, "maximum": 0.99, "title": "Ratio", "type": "number"},
         "fusion": {"default": "mean", "enum": ["mean", "max", "min"], "title": "Fusion", "type": "string"},
         "sanity": {"default": True, "title": "Sanity", "type": "boolean"},
@@ -55,6 +56,7 @@ def test_schema_maps_to_controls_in_order() -> None:
     assert specs["top_k"].info == "How many classes"
     assert specs["tta_samples"].kind == "number"  # too wide a range for a slider
     assert specs["seed"].kind == "number" and specs["seed"].maximum is None
+    assert specs["layer"].kind == "number" and specs["layer"].maximum == 47  # an index, not a 48-stop slider
     assert specs["ratio"].kind == "slider" and specs["ratio"].step == pytest.approx(0.001)
     assert specs["fusion"].kind == "dropdown" and specs["fusion"].choices == ("mean", "max", "min")
     assert specs["sanity"].kind == "checkbox" and specs["sanity"].default is True
@@ -76,11 +78,10 @@ def test_coerce_types_and_errors() -> None:
 
 def test_collect_params_and_query() -> None:
     specs = controls_from_schema(SCHEMA)
-    values = [4.0, 0, 7, 0.5, "max", False, "a", "", None]
+    values = [4.0, 0, 7, 3, 0.5, "max", False, "a", "", None]
     params = collect_params(specs, values)
-    assert (
-        params["top_k"] == 4 and params["seed"] == 7 and params["fusion"] == "max" and params["cls"] is None
-    )
+    assert (params["top_k"], params["seed"], params["layer"]) == (4, 7, 3)
+    assert params["fusion"] == "max" and params["cls"] is None
     linked, notes = params_from_query(specs, {"top_k": "3", "ratio": "5", "sanity": "no", "other": "x"})
     assert linked == {"top_k": 3, "sanity": False}
     assert len(notes) == 1 and "Ratio" in notes[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.data.shapes import posed_masks
 from backend.data.splits import Split, split_rng, to_uint8
 from backend.data.textures import _grid
 
@@ -43,16 +44,8 @@ def render_sprites(factors: np.ndarray, rng: np.random.Generator, size: int = 32
     cx = X_POS[factors[:, 4]] + jitter[:, 0]
     cy = jitter[:, 1]
     s, a = SCALES[factors[:, 2]], ANGLES[factors[:, 3]]
-    masks = np.zeros((n, ss, ss), np.float32)
-    for k in range(3):
-        idx = np.flatnonzero(factors[:, 0] == k)
-        if len(idx) == 0:
-            continue
-        c, si = np.cos(a[idx])[:, None, None], np.sin(a[idx])[:, None, None]
-        dx, dy = x - cx[idx, None, None], y - cy[idx, None, None]
-        u = (dx * c + dy * si) / s[idx, None, None]
-        v = (-dx * si + dy * c) / s[idx, None, None]
-        masks[idx] = _sprite(k, u, v)
+    fns = [lambda u, v, k=k: _sprite(k, u, v) for k in range(len(SPRITE_SHAPES))]
+    masks = posed_masks(factors[:, 0], fns, x, y, cx, cy, s, a)
     img = masks[..., None] * COLOURS[factors[:, 1]][:, None, None]
     img = img.reshape(n, size, SUPERSAMPLE, size, SUPERSAMPLE, 3).mean(axis=(2, 4))
     return to_uint8(img)

@@ -12,7 +12,7 @@ box-filtered down (anti-aliasing), so 10k images take a couple of seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,16 +114,30 @@ def shape_masks(
     theta = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
     cx = rng.uniform(-1, 1, n).astype(np.float32) * (1 - s)
     cy = rng.uniform(-1, 1, n).astype(np.float32) * (1 - s)
-    masks = np.zeros((n, ss, ss), np.float32)
-    for k, name in enumerate(SHAPE_CLASSES):
-        idx = np.flatnonzero(shape_ids == k)
+    return posed_masks(shape_ids, [SHAPE_FNS[name] for name in SHAPE_CLASSES], x, y, cx, cy, s, theta)
+
+
+def posed_masks(
+    kinds: np.ndarray,
+    fns: Sequence[Callable[[np.ndarray, np.ndarray], np.ndarray]],
+    x: np.ndarray,
+    y: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    scale: np.ndarray,
+    theta: np.ndarray,
+) -> np.ndarray:
+    """Masks (n, H, W): item i draws fns[kinds[i]] in its own frame (centre, scale, rotation) on grid x, y."""
+    masks = np.zeros((len(kinds), *x.shape), np.float32)
+    for k, fn in enumerate(fns):
+        idx = np.flatnonzero(kinds == k)
         if len(idx) == 0:
             continue
         c, si = np.cos(theta[idx])[:, None, None], np.sin(theta[idx])[:, None, None]
         dx, dy = x - cx[idx, None, None], y - cy[idx, None, None]
-        u = (dx * c + dy * si) / s[idx, None, None]
-        v = (-dx * si + dy * c) / s[idx, None, None]
-        masks[idx] = SHAPE_FNS[name](u, v)
+        u = (dx * c + dy * si) / scale[idx, None, None]
+        v = (-dx * si + dy * c) / scale[idx, None, None]
+        masks[idx] = fn(u, v)
     return masks
 
 

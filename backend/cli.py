@@ -112,6 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"bad --param: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # the lab cannot do this for these inputs; it says why
+        print(f"{lab.name}: {exc}", file=sys.stderr)
+        return 2
     finally:
         bar.close()
     out = Path(args.out)

@@ -93,3 +93,13 @@ def test_run_with_a_timm_checkpoint_the_test_saved(tmp_path: Path) -> None:
         "run", "predict", "--model", "resnet10t", "--weights", str(tmp_path / "missing.pt"), "--out", str(out)
     )
     assert r.returncode == 2 and "no checkpoint file" in r.stderr
+
+    # The same checkpoint in a lab that takes CNNs: GradCAM on timm's last ResNet stage.
+    r = biaslab(
+        "run", "attribution", "--model", "resnet10t", "--weights", str(ckpt), "--image", str(image),
+        "--param", "ig_steps=8", "--out", str(out),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "attribution-metrics.json").read_text())["metrics"]["resnet10t"]
+    assert metrics["gradcam_layer"] == "layer4"
+    assert len(list(out.glob("attribution-*.html"))) >= 2

@@ -32,7 +32,7 @@ from backend.labs.attention_maps import (
 )
 from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_lab
 from backend.labs.hooks import attention_blocks
-from backend.labs.probe import batches, preprocess_batch, probe_images
+from backend.labs.probe import batches, has_probe_set, preprocess_batch, probe_images
 from backend.models.preprocess import display_image, preprocess
 
 
@@ -158,7 +158,7 @@ class AttentionLab(Lab):
             del cap
 
             mad_probe = None
-            if params.probe_size > 0:
+            if params.probe_size > 0 and has_probe_set(m.entry):  # else: this image only, said in the text
                 mad_probe = self._probe_mad(ctx, m, params, grid, patch, base, 1 / n_models)
 
             per_model[m.name] = {
@@ -228,14 +228,14 @@ class AttentionLab(Lab):
     def _summary(per_model: dict[str, dict[str, Any]], params: Any) -> str:
         parts = []
         for name, r in per_model.items():
-            mad = r["mad_probe"] if r["mad_probe"] is not None else r["mad_image"]
-            per_layer = mad.mean(1)
+            on_probe = r["mad_probe"] is not None
+            per_layer = (r["mad_probe"] if on_probe else r["mad_image"]).mean(1)
+            where = f"probe set of {params.probe_size} test images" if on_probe else "this image"
             parts.append(
                 f"{name}: mean attention distance {per_layer[0]:.1f} px in layer 0 → {per_layer[-1]:.1f} px "
-                f"in layer {len(per_layer) - 1}"
+                f"in layer {len(per_layer) - 1} ({where})"
             )
-        where = f"probe set of {params.probe_size} test images" if params.probe_size else "this image"
-        return "; ".join(parts) + f" ({where})."
+        return "; ".join(parts) + "."
 
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]:
         per_model = result.arrays["per_model"]

@@ -13,6 +13,13 @@ from torch import nn
 from backend.models.preprocess import data_config
 from backend.models.registry import ModelEntry
 
+PROBE_DATASETS = ("shapes",)
+
+
+def has_probe_set(entry: ModelEntry) -> bool:
+    """Whether the project can draw test images of the model's training data (not for ImageNet models)."""
+    return entry.dataset in PROBE_DATASETS
+
 
 def probe_images(entry: ModelEntry, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n test-split images (N, H, W, 3) uint8 and labels (N,) of the dataset the model was trained on."""
@@ -21,7 +28,10 @@ def probe_images(entry: ModelEntry, n: int, seed: int = 0) -> tuple[np.ndarray, 
 
         split = load_shapes("test", seed=seed, n=n)
         return split.images, split.labels
-    raise ValueError(f"no probe set for dataset {entry.dataset!r} (model {entry.name!r})")
+    raise ValueError(
+        f"{entry.name!r} was trained on {entry.dataset!r}, which has no probe set here (only "
+        f"{', '.join(PROBE_DATASETS)}); use probe_size=0 where the lab allows it"
+    )
 
 
 def preprocess_batch(images: np.ndarray, model: nn.Module) -> torch.Tensor:

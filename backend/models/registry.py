@@ -30,7 +30,7 @@ class ModelNotAvailable(RuntimeError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    family: str  # "cnn", "vit", "convit", "mixer", "mlp", "robust-cnn", "timm", ...
+    family: str  # "cnn", "vit", "convit", "mixer", "mlp", "robust-cnn", or "timm" for other timm models
     task: str  # what the model does: "classification", ...
     dataset: str  # what it was trained on: "shapes", "digits", "imagenet", ...
     builder: Callable[[], nn.Module]
@@ -139,7 +139,7 @@ def create_model(
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelNotAvailable(f"weights in {path} do not fit model {name!r}: {exc}") from exc
-    elif entry.family != "timm":
+    elif "timm" not in entry.extra:
         raise ModelNotAvailable(f"model {name!r} has no weights; train it with `biaslab zoo train {name}`")
     model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **entry.pretrained_cfg()}  # type: ignore[assignment]
     return model.eval().to(device)
@@ -174,9 +174,10 @@ def register_timm_model(
             where = file or "the Hugging Face Hub"
             raise ModelNotAvailable(f"could not load pretrained {timm_name!r} from {where}: {exc}") from exc
 
+    family, extra = _timm_family(timm_name)
     entry = ModelEntry(
         name=alias or timm_name,
-        family="timm",
+        family=family,
         task="classification",
         dataset=str(cfg_dict.get("tag") or "imagenet"),
         builder=build,
@@ -189,9 +190,33 @@ def register_timm_model(
         weights=None,
         interpolation=str(cfg_dict.get("interpolation") or "bicubic"),
         crop_pct=float(cfg_dict.get("crop_pct") or 0.875),
+        extra={**extra, "timm": timm_name},
     )
     # The build closure owns the file; keep create_model from loading it a second time.
     return register_model(entry)
+
+
+# timm classes whose family the labs know; any other architecture is family "timm" (labs open to all).
+_TIMM_FAMILIES = {"ConVit": "convit", "VisionTransformer": "vit", "MlpMixer": "mixer"}
+_TIMM_CNNS = {"ResNet", "ResNetV2", "ConvNeXt", "EfficientNet", "RegNet", "MobileNetV3", "DenseNet", "VGG"}
+
+
+def _timm_family(timm_name: str) -> tuple[str, dict[str, Any]]:
+    """The family of a timm architecture, and for CNNs their last stage as the GradCAM layer.
+
+    The model is built on the meta device: no memory, no weights, just its class and feature_info.
+    """
+    import timm
+
+    with torch.device("meta"):
+        model = timm.create_model(timm_name.split(".")[0], pretrained=False)
+    cls = type(model).__name__
+    if cls in _TIMM_FAMILIES:
+        return _TIMM_FAMILIES[cls], {}
+    feature_info: list[dict[str, Any]] = list(getattr(model, "feature_info", None) or [])
+    if cls in _TIMM_CNNS and feature_info:
+        return "cnn", {"gradcam_layer": str(feature_info[-1]["module"]), "token_grid": False}
+    return "timm", {}
 
 
 def register_timm_specs(specs: list[str]) -> list[ModelEntry]:

@@ -161,7 +161,7 @@ def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tu
 def zoo_names() -> list[str]:
     from backend.models.registry import list_models
 
-    return [e.name for e in list_models() if e.family != "timm" and e.dataset == "shapes"]
+    return [e.name for e in list_models() if "timm" not in e.extra and e.dataset == "shapes"]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -187,7 +187,7 @@ def zoo_table() -> list[dict[str, Any]]:
 
     rows = []
     for e in list_models():
-        if e.family == "timm":
+        if "timm" in e.extra:
             continue
         c = e.card() or {}
         rows.append(

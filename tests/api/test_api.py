@@ -216,5 +216,5 @@ def test_serve_lists_a_researchers_timm_checkpoint(tmp_path: Path) -> None:
     settings = Settings(timm_models=[f"resnet10t={ckpt}"])
     with TestClient(create_app(settings, mount_ui=False)) as c:
         listed = {m["name"]: m for m in c.get("/api/models").json()}
-    assert listed["resnet10t"]["family"] == "timm"
+    assert listed["resnet10t"]["family"] == "cnn"  # a timm ResNet joins the labs that take CNNs
     assert listed["resnet10t"]["input_size"] == list(model.pretrained_cfg["input_size"])  # timm's own config

@@ -125,3 +125,25 @@ def test_lab_on_the_shipped_zoo(lab_name: str) -> None:
     assert elapsed < 60, f"{lab_name} took {elapsed:.1f} s with default parameters"
     for m, fp in zip(models, before, strict=True):
         assert fingerprint_diff(fp, fingerprint(m.module)) == [], m.name
+
+
+def test_attention_on_a_timm_vit_has_no_probe_set_and_says_so(tmp_path: Any) -> None:
+    # A researcher's ImageNet ViT: no probe set of its training data here, so only this image is measured.
+    import timm
+    from safetensors.torch import save_file
+
+    from backend.jobs.execute import run_lab
+    from backend.models.registry import register_timm_model
+
+    ref = timm.create_model("vit_tiny_patch16_224")
+    path = tmp_path / "vit.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    entry = register_timm_model("vit_tiny_patch16_224", weights=path, alias="test-vit-tiny")
+    assert entry.family == "vit"
+    image = Image.new("RGB", (224, 224), (120, 60, 30))
+    result = run_lab("attention", [entry.name], image, {"probe_size": 8}, device="cpu")
+    metrics = result["metrics"][entry.name]
+    assert len(metrics["mad_px_per_layer_image"]) == len(ref.blocks)
+    assert "mad_px_per_layer_probe" not in metrics and "(this image)" in result["text"]
+    diagonal = 16 * 13 * 2**0.5  # farthest patch centres on the 14×14 grid of 16-px patches
+    assert all(0 < d < diagonal for d in metrics["mad_px_per_layer_image"])

@@ -17,7 +17,7 @@ from backend.models.zoo import RECIPES
 from backend.train.classifier import evaluate
 from backend.train.commands import verify_model
 
-ZOO = [e.name for e in list_models() if e.dataset == "shapes" and e.family != "timm"]
+ZOO = [e.name for e in list_models() if e.dataset == "shapes" and "timm" not in e.extra]
 SHIPPED = [n for n in ZOO if get_entry(n).weights_path is not None and get_entry(n).weights_path.exists()]  # type: ignore[union-attr]
 
 
@@ -95,7 +95,8 @@ def test_pretrained_timm_path_from_local_file(tmp_path: Path) -> None:
     path = tmp_path / "resnet10t.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     entry = register_timm_model("resnet10t", weights=path, alias="test-resnet10t-local")
-    assert entry.family == "timm" and len(entry.class_names) == 1000
+    assert entry.family == "cnn" and len(entry.class_names) == 1000
+    assert entry.extra["gradcam_layer"] == ref.feature_info[-1]["module"] == "layer4"
     model = create_model("test-resnet10t-local")
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():

@@ -218,11 +218,17 @@ def cmd_labs(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backend.models.registry import ModelNotAvailable, UnknownModel
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except (UnknownModel, ModelNotAvailable) as exc:  # e.g. a bad --timm NAME=PATH for serve or worker
+        print(exc.args[0], file=sys.stderr)
+        return 2
     return code
 
 

@@ -93,6 +93,8 @@ def test_run_with_a_timm_checkpoint_the_test_saved(tmp_path: Path) -> None:
         "run", "predict", "--model", "resnet10t", "--weights", str(tmp_path / "missing.pt"), "--out", str(out)
     )
     assert r.returncode == 2 and "no checkpoint file" in r.stderr
+    r = biaslab("serve", "--port", "1", "--timm", f"resnet10t={tmp_path / 'missing.pt'}")
+    assert r.returncode == 2 and "no checkpoint file" in r.stderr and "Traceback" not in r.stderr
 
     # The same checkpoint in a lab that takes CNNs: GradCAM on timm's last ResNet stage.
     r = biaslab(

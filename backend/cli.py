@@ -10,10 +10,30 @@ from pathlib import Path
 from typing import Any
 
 
-def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
-    from backend.config import Settings
+class StartError(Exception):
+    """A setting that cannot work here (no CUDA, a bad plugin): one line on stderr, exit 2."""
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+def _settings(**overrides: Any):  # type: ignore[no-untyped-def]
+    """Build the process's one Settings from flags and environment, check it, and make it current."""
+    from pydantic import ValidationError
+
+    from backend.config import DeviceUnavailable, Settings, use_settings
+
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise StartError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        ) from None
+    try:
+        settings.check_device()
+        settings.load_plugins()
+    except DeviceUnavailable as exc:
+        raise StartError(str(exc)) from None
+    except ImportError as exc:
+        raise StartError(f"cannot import plugin: {exc}") from None
+    return use_settings(settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -59,13 +79,13 @@ def _parse_param(text: str) -> tuple[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from PIL import Image
-    from pydantic import ValidationError
     from tqdm import tqdm
 
     from backend.jobs.execute import run_lab
-    from backend.labs.base import UnknownLab, get_lab
-    from backend.models.registry import ModelNotAvailable, UnknownModel, register_timm_specs
+    from backend.labs import UnknownLab, get_lab
+    from backend.models import ModelNotAvailable, UnknownModel, register_timm_specs
 
+    settings = _settings(device=args.device)
     try:
         lab = get_lab(args.lab)
     except UnknownLab as exc:
@@ -104,13 +124,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(message)
         bar.refresh()
 
+    def publish(partial: dict[str, Any]) -> None:  # partial results: show their text as they arrive
+        bar.write(f"[{partial['step']}] {partial.get('text') or ''}".rstrip(), file=sys.stderr)
+
     try:
-        result = run_lab(lab.name, models, image, params, device=args.device, progress=progress)
+        result = run_lab(
+            lab.name,
+            models,
+            image,
+            params,
+            text=args.text,
+            settings=settings,
+            progress=progress,
+            publish=publish,
+        )
     except (UnknownModel, ModelNotAvailable) as exc:
         print(exc.args[0], file=sys.stderr)
-        return 2
-    except ValidationError as exc:
-        print(f"bad --param: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:  # the lab cannot do this for these inputs; it says why
         print(f"{lab.name}: {exc}", file=sys.stderr)
@@ -165,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run one model worker against a Redis queue")
     worker.add_argument("--redis", default=None, metavar="URL", help="Redis URL (or BIASLAB_REDIS_URL)")
-    worker.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default cpu")
+    worker.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     worker.add_argument(
         "--timm",
@@ -191,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[=PATH]",
         help="add a timm model with pretrained weights from PATH (.safetensors/.pth) or the Hub (repeatable)",
     )
-    run.add_argument("--device", default="cpu")
+    run.add_argument("--text", help="the text input of labs that take one (a question)")
+    run.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     run.add_argument("--out", required=True, help="output directory")
     run.set_defaults(func=cmd_run)
 
@@ -208,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_labs(args: argparse.Namespace) -> int:
-    from backend.labs.base import list_labs
+    from backend.labs import list_labs
 
     for lab in list_labs():
         props = lab.Params.model_json_schema().get("properties", {})
@@ -218,7 +248,7 @@ def cmd_labs(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backend.models.registry import ModelNotAvailable, UnknownModel
+    from backend.models import ModelNotAvailable, UnknownModel
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -228,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except (UnknownModel, ModelNotAvailable) as exc:  # e.g. a bad --timm NAME=PATH for serve or worker
         print(exc.args[0], file=sys.stderr)
+        return 2
+    except StartError as exc:
+        print(f"biaslab {args.command}: {exc}", file=sys.stderr)
         return 2
     return code
 

@@ -1,11 +1,15 @@
-"""One Settings instance, read from the environment (prefix BIASLAB_)."""
+"""One Settings instance, read from the environment (prefix BIASLAB_).
+
+The CLI builds it from its flags and the environment, then `use_settings` makes that very instance the
+one every layer sees (API, embedded workers, `biaslab worker`, `run_lab`), so a flag such as
+`--device cuda` is never dropped by a second read of the environment.
+"""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +24,7 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     # Worker threads inside `biaslab serve`. Default: 1 in embedded mode, 0 with Redis (use `biaslab worker`).
     workers: int | None = Field(default=None, ge=0, le=16)
-    device: str = "cpu"
+    device: str = "cpu"  # where workers run jobs: "cpu", "cuda" or "cuda:N"
     queue_name: str = "biaslab"
 
     max_upload_bytes: int = 10 * 1024 * 1024  # checked before the image is parsed
@@ -42,8 +46,57 @@ class Settings(BaseSettings):
     # Researchers' own timm checkpoints, "timm_name=path.safetensors" (or "timm_name" for the Hub);
     # from the environment as a JSON list, e.g. BIASLAB_TIMM_MODELS='["resnet18=r18.safetensors"]'.
     timm_models: list[str] = []
+    # Python modules to import at start-up (API, workers, `biaslab run`): each may register labs, models
+    # or datasets of its own, e.g. BIASLAB_PLUGINS='["mylab"]'.
+    plugins: list[str] = []
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        kind, _, index = value.partition(":")
+        if kind not in ("cpu", "cuda") or (index and not index.isdigit()) or (kind == "cpu" and index):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    def check_device(self) -> None:
+        """Fail at start, in one line, when the device asked for is not there (not in a job later)."""
+        if not self.device.startswith("cuda"):
+            return
+        import torch
+
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(
+                f"--device {self.device}: this machine has no CUDA device that torch can use"
+            )
+        index = int(self.device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"--device {self.device}: only {torch.cuda.device_count()} CUDA device(s) on this machine"
+            )
+
+    def load_plugins(self) -> None:
+        import importlib
+
+        for name in self.plugins:
+            importlib.import_module(name)
 
 
-@lru_cache
+class DeviceUnavailable(RuntimeError):
+    pass
+
+
+_current: Settings | None = None
+
+
+def use_settings(settings: Settings) -> Settings:
+    """Make `settings` the process's one instance (the CLI calls this with the one it built)."""
+    global _current
+    _current = settings
+    return settings
+
+
 def get_settings() -> Settings:
-    return Settings()
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current

@@ -20,13 +20,14 @@ from backend.config import Settings, get_settings
 from backend.jobs.connection import connect
 from backend.jobs.service import JobService
 from backend.jobs.worker import EmbeddedWorkers, Sweeper
-from backend.models.registry import register_timm_specs
+from backend.models import register_timm_specs
 
 log = logging.getLogger("biaslab")
 
 
 def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> FastAPI:
     settings = settings or get_settings()
+    settings.load_plugins()  # labs, models or datasets of the deployment's own
     register_timm_specs(settings.timm_models)
 
     @asynccontextmanager

@@ -1,16 +1,32 @@
-"""Request and response models of the HTTP API (see DESIGN.md for the contract)."""
+"""Request and response models of the HTTP API (see DESIGN.md for the contract).
+
+This is the one definition of the contract: the backend builds its answers from these models and the
+UI (`app/client.py`) parses them with the same ones. It imports pydantic only, so the UI stays free of
+torch.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["queued", "started", "finished", "failed", "cancelled"]
+JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
+TERMINAL_STATUSES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
+MAX_TEXT_CHARS = 500  # the longest text input any lab takes (a question, not a document)
+
+
+class WorkerInfo(BaseModel):
+    name: str
+    device: str = Field(description="Where this worker runs its jobs: cpu, cuda or cuda:N")
 
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     queue: Literal["embedded", "redis"]
     workers: int
+    worker_info: list[WorkerInfo] = Field(default_factory=list, description="Each live worker and its device")
 
 
 class ModelInfo(BaseModel):
@@ -24,6 +40,20 @@ class ModelInfo(BaseModel):
     citation: str
     class_names: list[str]
     card: dict[str, Any] | None = Field(description="Training card: data, seed, steps, accuracy, ECE, ...")
+    regime: str = Field(default="standard", description='Training regime, e.g. "standard", "pgd eps=8/255"')
+    source: str = Field(
+        default="zoo", description="Where its parameters come from: zoo, file, hub or computed"
+    )
+
+
+class TextInputSpec(BaseModel):
+    """A lab's text input: what to ask the user and what to suggest."""
+
+    label: str = "Question"
+    placeholder: str = ""
+    suggestions: list[str] = Field(default_factory=list, description="Templates offered to the user")
+    required: bool = True
+    max_chars: int = Field(default=200, ge=1, le=MAX_TEXT_CHARS)
 
 
 class LabInfo(BaseModel):
@@ -34,9 +64,16 @@ class LabInfo(BaseModel):
     model_tasks: list[str]
     model_families: list[str] | None
     needs_image: bool
+    text_input: TextInputSpec | None = Field(default=None, description="The lab's text input, if any")
     max_models: int
     default_models: list[str]
-    lesson: str | None = Field(description="Markdown lesson text shown beside the lab")
+    lesson: str | None = Field(default=None, description="Markdown lesson text shown beside the lab")
+
+    def accepts(self, task: str, family: str) -> bool:
+        """Whether a model of this task and family can go into this lab."""
+        if task not in self.model_tasks:
+            return False
+        return self.model_families is None or family in self.model_families
 
 
 class ExampleInfo(BaseModel):
@@ -58,6 +95,9 @@ class JobCreate(BaseModel):
     lab: str = Field(examples=["predict"])
     models: list[str] = Field(default_factory=list, max_length=8, examples=[["cnn-shapes"]])
     image_id: str | None = Field(default=None, examples=["example-shapes-circle"])
+    text: str | None = Field(
+        default=None, max_length=MAX_TEXT_CHARS, description="The text input of labs that take one"
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int | None = Field(
         default=None, ge=1, description="Stop the job after this many seconds (at most the server's limit)"
@@ -75,11 +115,18 @@ class JobResult(BaseModel):
     text: str | None = None
 
 
+class PartialResult(JobResult):
+    step: int = Field(ge=1, description="How many partial results the lab has published so far")
+
+
 class JobView(BaseModel):
     id: str
     lab: str
-    status: Literal["queued", "started", "finished", "failed", "cancelled"]
+    status: JobStatus
     progress: float = Field(ge=0.0, le=1.0)
     message: str | None = None
     result: JobResult | None = None
+    partial: PartialResult | None = Field(
+        default=None, description="The latest partial result a running lab published (until it finishes)"
+    )
     error: str | None = None

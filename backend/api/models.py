@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from backend.models.registry import ModelEntry, list_models
+from backend.models import ModelEntry, list_models
 from backend.schemas import ModelInfo
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -21,6 +21,8 @@ def model_info(entry: ModelEntry) -> ModelInfo:
         citation=entry.citation,
         class_names=list(entry.class_names),
         card=card,
+        regime=entry.regime,
+        source=entry.source,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.data.registry import DatasetInfo, register_dataset
 from backend.data.shapes import SHAPE_CLASSES, ShapesConfig, render
 from backend.data.splits import Split, split_rng
 from backend.data.textures import TEXTURES
@@ -62,3 +63,27 @@ def shape_bias(pred: np.ndarray, shape: np.ndarray, texture: np.ndarray) -> dict
         "texture_decisions": n_t,
         "n": int(conflict.sum()),
     }
+
+
+def _load_kind(kind: str, split: str, n: int | None, seed: int) -> Split:
+    """n images of one kind (None: 10 per shape/texture pair), the pairs cycled evenly."""
+    if n is None:
+        return load_cue_conflict(kind, seed=seed, split=split)
+    pairs = len(SHAPE_CLASSES) * (len(SHAPE_CLASSES) - 1 if kind == "conflict" else 1)
+    full = load_cue_conflict(kind, per_pair=max(1, -(-n // pairs)), seed=seed, split=split)
+    # Pair-major order: take every pair's first copies before any second copy, so a small n stays balanced.
+    order = np.argsort(np.arange(len(full)) % (len(full) // pairs), kind="stable")
+    return full.subset(np.sort(order[:n]))
+
+
+for _kind in KINDS:
+    register_dataset(
+        DatasetInfo(
+            "cue-conflict" if _kind == "conflict" else f"cue-conflict-{_kind}",
+            f"Shapes with {_kind} shape/texture cues (label = "
+            f"{'texture' if _kind == 'texture-only' else 'shape'} class; meta has both)",
+            SHAPE_CLASSES,
+            lambda split, n, seed, kind=_kind: _load_kind(kind, split, n, seed),  # type: ignore[misc]
+            source="backend/data/cue_conflict.py",
+        )
+    )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.data.registry import DatasetInfo, register_dataset
 from backend.data.splits import SPLITS, Split
 
 DIGIT_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
@@ -46,3 +47,21 @@ def load_digits_split(split: str, seed: int = 0, size: int = 32, mode: str = "bi
     up = F.interpolate(x, size=(size, size), mode=mode, **kw).clamp(0, 1)  # (N, 1, size, size)
     rgb = np.repeat(np.rint(up.numpy()[:, 0, :, :, None] * 255).astype(np.uint8), 3, axis=3)
     return Split(rgb, labels[idx], DIGIT_CLASSES, {"index": idx})
+
+
+def _load(split: str, n: int | None, seed: int) -> Split:
+    full = load_digits_split(split, seed=seed)
+    if n is None or n >= len(full):
+        return full
+    return full.subset(np.sort(np.random.default_rng([seed, 17]).permutation(len(full))[:n]))
+
+
+register_dataset(
+    DatasetInfo(
+        "digits",
+        "scikit-learn's handwritten digits (8×8), upsampled to 32×32 RGB; stratified 70/15/15 splits",
+        DIGIT_CLASSES,
+        _load,
+        source="sklearn.datasets.load_digits",
+    )
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.data.registry import DatasetInfo, register_dataset
 from backend.data.shapes import posed_masks
 from backend.data.splits import Split, split_rng, to_uint8
 from backend.data.textures import _grid
@@ -74,3 +75,14 @@ def load_dsprites(kind: str = "diagonal", n: int = 3000, seed: int = 0, split: s
     images = render_sprites(factors, rng)
     meta = {cue: factors[:, i] for i, cue in enumerate(CUES)}
     return Split(images, labels.astype(np.int64), CLASS_NAMES, meta)
+
+
+register_dataset(
+    DatasetInfo(
+        "dsprites-lite",
+        "Procedural sprites whose five cues (shape, colour, scale, angle, position) all equal the label",
+        CLASS_NAMES,
+        lambda split, n, seed: load_dsprites("diagonal", n=3000 if n is None else n, seed=seed, split=split),
+        source="backend/data/dsprites.py",
+    )
+)

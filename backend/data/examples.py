@@ -15,6 +15,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from backend.data.registry import DatasetInfo, register_dataset
+from backend.data.splits import Split
+
 PHOTOS = {
     "astronaut": "Astronaut Eileen Collins (NASA), skimage.data.astronaut",
     "coffee": "A cup of coffee (Rachel Michetti), skimage.data.coffee",
@@ -107,3 +110,40 @@ def _cue_example(shape: str, tex: str) -> Image.Image:
     rng = np.random.default_rng([0, SHAPE_CLASSES.index(shape), TEXTURES.index(tex)])
     img = render(np.array([SHAPE_CLASSES.index(shape)]), np.array([TEXTURES.index(tex)]), rng, CUE_CONFIG)
     return Image.fromarray(img[0])
+
+
+PHOTO_CROP = 64  # side of each photo-set crop; models resize it to their own input
+
+
+def load_photo_crops(n: int | None = None, seed: int = 0) -> Split:
+    """Random square crops of the example photos (the out-of-distribution set): labels are -1.
+
+    Only 8 photographs ship with the installed packages, so crops of them are all the "natural image"
+    data there is here: far too few to stand for photos in general, enough to show a shapes model
+    meeting images unlike anything it was trained on.
+    """
+    rng = np.random.default_rng([seed, 2024])
+    names = list(PHOTOS)
+    count = len(names) * 8 if n is None else n
+    crops = np.zeros((count, PHOTO_CROP, PHOTO_CROP, 3), np.uint8)
+    source = np.zeros(count, np.int64)
+    for i in range(count):
+        k = i % len(names)
+        img = np.asarray(_load(names[k]))
+        side = int(rng.integers(min(img.shape[:2]) // 2, min(img.shape[:2]) + 1))
+        y, x = (int(rng.integers(0, d - side + 1)) for d in img.shape[:2])
+        crop = Image.fromarray(img[y : y + side, x : x + side]).resize((PHOTO_CROP, PHOTO_CROP))
+        crops[i], source[i] = np.asarray(crop), k
+    return Split(crops, np.full(count, -1, np.int64), (), {"photo": source})
+
+
+register_dataset(
+    DatasetInfo(
+        "photos",
+        f"{PHOTO_CROP}×{PHOTO_CROP} random crops of the {len(PHOTOS)} example photographs (no labels)",
+        (),
+        lambda split, n, seed: load_photo_crops(n, seed),
+        splits=("test",),
+        source="skimage.data",
+    )
+)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backend.data.registry import DatasetInfo, register_dataset
 from backend.data.splits import Split, split_rng, to_uint8
 from backend.data.textures import TEXTURES, _grid, texture
 
@@ -203,3 +204,14 @@ DEFAULT_SIZES = {"train": 20000, "val": 2000, "test": 2000}
 def load_shapes(split: str, seed: int = 0, n: int | None = None, cfg: ShapesConfig = ShapesConfig()) -> Split:
     """One split of `shapes`; the same (split, seed, n) always gives the same images."""
     return generate(DEFAULT_SIZES[split] if n is None else n, split_rng(seed, split), cfg)
+
+
+register_dataset(
+    DatasetInfo(
+        "shapes",
+        "Procedural 32×32 RGB shapes, 8 classes, random colours, some filled with their class texture",
+        SHAPE_CLASSES,
+        lambda split, n, seed: load_shapes(split, seed=seed, n=n),
+        source="backend/data/shapes.py",
+    )
+)

@@ -13,14 +13,15 @@ from rq.job import Job, JobStatus
 from backend.config import Settings
 from backend.jobs.execute import rq_job
 from backend.jobs.keys import cancel_key
+from backend.schemas import JobStatus as ApiStatus
 
 
 class UnknownJob(KeyError):
     pass
 
 
-# rq's states collapsed onto the API contract's five.
-_STATUS = {
+# rq's states collapsed onto the API contract's five (backend.schemas.JobStatus).
+_STATUS: dict[JobStatus, ApiStatus] = {
     JobStatus.QUEUED: "queued",
     JobStatus.DEFERRED: "queued",
     JobStatus.SCHEDULED: "queued",
@@ -45,6 +46,7 @@ class JobService:
         image_id: str | None,
         params: dict[str, Any],
         timeout_s: int | None = None,
+        text: str | None = None,
     ) -> Job:
         limit = self.settings.job_timeout_s
         return self.queue.enqueue(
@@ -53,6 +55,7 @@ class JobService:
             models,
             image_id,
             params,
+            text,
             job_timeout=min(timeout_s, limit) if timeout_s else limit,
             result_ttl=self.settings.result_ttl_s,
             failure_ttl=self.settings.failure_ttl_s,
@@ -70,7 +73,7 @@ class JobService:
         job = self.fetch(job_id)
         rq_status = job.get_status(refresh=True)
         meta = job.get_meta(refresh=True)
-        status = _STATUS.get(rq_status, "queued") if rq_status is not None else "queued"
+        status: ApiStatus = _STATUS.get(rq_status, "queued") if rq_status is not None else "queued"
         if status == "failed" and meta.get("cancelled"):
             status = "cancelled"
         result = job.return_value() if status == "finished" else None
@@ -85,6 +88,8 @@ class JobService:
             "progress": progress,
             "message": meta.get("message"),
             "result": result,
+            # The latest partial result, while the lab runs (a finished job's result supersedes it).
+            "partial": meta.get("partial") if status != "finished" else None,
             "error": error,
         }
 

@@ -25,6 +25,7 @@ from rq.timeouts import TimerDeathPenalty
 
 from backend.config import Settings
 from backend.jobs.connection import connect
+from backend.jobs.execute import bind_worker, unbind_worker
 from backend.jobs.keys import alive_key, requeue_claim_key
 
 log = logging.getLogger("biaslab.worker")
@@ -35,10 +36,13 @@ def worker_name(prefix: str = "biaslab") -> str:
 
 
 class Heartbeat:
-    """Keeps `alive_key(name)` set with a short TTL while the process (or thread) lives."""
+    """Keeps `alive_key(name)` set with a short TTL while the process (or thread) lives.
 
-    def __init__(self, conn: redis.Redis, name: str, ttl_s: int) -> None:
-        self.conn, self.name, self.ttl_s = conn, name, ttl_s
+    The key's value is the worker's device, so `/api/health` can say where each live worker runs jobs.
+    """
+
+    def __init__(self, conn: redis.Redis, name: str, ttl_s: int, device: str = "cpu") -> None:
+        self.conn, self.name, self.ttl_s, self.device = conn, name, ttl_s, device
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{name}", daemon=True)
 
@@ -49,7 +53,7 @@ class Heartbeat:
 
     def _beat(self) -> None:
         try:
-            self.conn.set(alive_key(self.name), 1, ex=self.ttl_s)
+            self.conn.set(alive_key(self.name), self.device, ex=self.ttl_s)
         except redis.RedisError as exc:  # Redis restarting: keep trying, the worker reconnects too
             log.warning("heartbeat for %s failed: %s", self.name, exc)
 
@@ -63,9 +67,22 @@ class Heartbeat:
             self.conn.delete(alive_key(self.name))
 
 
+def alive_workers(conn: redis.Redis) -> dict[str, str]:
+    """Workers whose heartbeat is fresh, with their device (rq keeps dead workers registered for minutes)."""
+    prefix = alive_key("")
+    keys = [
+        k.decode() if isinstance(k, bytes) else k for k in conn.scan_iter(match=alive_key("*"), count=1000)
+    ]
+    values = conn.mget(keys) if keys else []
+    return {
+        k.removeprefix(prefix): (v.decode() if isinstance(v, bytes) else str(v))
+        for k, v in zip(keys, values, strict=True)
+        if v is not None
+    }
+
+
 def count_alive_workers(conn: redis.Redis) -> int:
-    """Workers whose heartbeat is fresh (rq's own registry keeps dead workers for minutes)."""
-    return sum(1 for _ in conn.scan_iter(match=alive_key("*"), count=1000))
+    return len(alive_workers(conn))
 
 
 class BiaslabWorker(SimpleWorker):
@@ -150,7 +167,10 @@ class EmbeddedWorkers:
             conn = connect(self.settings.redis_url)
             name = worker_name(f"biaslab-embedded{i}")
             worker = ThreadWorker([self.settings.queue_name], connection=conn, name=name)
-            self.heartbeats.append(Heartbeat(conn, name, self.settings.heartbeat_ttl_s).start())
+            bind_worker(name, self.settings)
+            self.heartbeats.append(
+                Heartbeat(conn, name, self.settings.heartbeat_ttl_s, self.settings.device).start()
+            )
             thread = threading.Thread(target=self._work, args=(worker,), name=name, daemon=True)
             thread.start()
             self.workers.append(worker)
@@ -166,6 +186,7 @@ class EmbeddedWorkers:
             worker._stop_requested = True
         for hb in self.heartbeats:
             hb.stop()
+            unbind_worker(hb.name)
 
 
 def run_worker_process(settings: Settings, burst: bool = False) -> None:
@@ -175,7 +196,8 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
     register_timm_specs(settings.timm_models)  # the API's own timm checkpoints, so their jobs run here
     conn = connect(settings.redis_url)
     name = worker_name()
-    heartbeat = Heartbeat(conn, name, settings.heartbeat_ttl_s).start()
+    bind_worker(name, settings)
+    heartbeat = Heartbeat(conn, name, settings.heartbeat_ttl_s, settings.device).start()
     sweeper = Sweeper(conn, settings).start()
     try:
         while True:
@@ -191,9 +213,11 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
                 break
             # rq's loop ended on an error (e.g. Redis restarted mid-call): start a fresh worker.
             time.sleep(1.0)
+            unbind_worker(name)
             name = worker_name()
+            bind_worker(name, settings)
             heartbeat.stop()
-            heartbeat = Heartbeat(conn, name, settings.heartbeat_ttl_s).start()
+            heartbeat = Heartbeat(conn, name, settings.heartbeat_ttl_s, settings.device).start()
     finally:
         heartbeat.stop()
         sweeper.stop()

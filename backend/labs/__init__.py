@@ -1,4 +1,7 @@
-"""Labs: one module per analysis, registered with `@register_lab`."""
+"""Labs: one module per analysis, registered with `@register_lab`.
+
+Importing the package imports each of its modules, so a new lab is one file in this folder.
+"""
 
 from backend.labs.base import (
     Lab,
@@ -11,6 +14,9 @@ from backend.labs.base import (
     list_labs,
     register_lab,
 )
+from backend.registry import import_submodules
+
+import_submodules(__name__)
 
 __all__ = [
     "Lab",

@@ -3,6 +3,12 @@
 A lab is one class with one verb, like a captum attribution method: `run(ctx, params)` computes arrays
 and metrics (no plotting), `figures(result, params)` turns those arrays into Plotly JSON through the
 shared builders in `backend.plots`. Labs never touch HTTP, queues or files.
+
+A lab declares its inputs (an image, a text such as a question, or none) and may publish partial
+results while it runs (`ctx.publish`): a denoising trajectory step by step, an answer token by token.
+
+This module is a leaf of the labs package: `backend.labs` imports every lab module, each of which
+registers itself here with `@register_lab`.
 """
 
 from __future__ import annotations
@@ -18,7 +24,9 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from backend.models.registry import ModelEntry
+from backend.models.registry import ModelEntry, ProgressFn
+from backend.registry import NotRegistered, Registry
+from backend.schemas import LabInfo, TextInputSpec
 
 
 class LabParams(BaseModel):
@@ -34,7 +42,19 @@ class LoadedModel:
     module: nn.Module
 
 
-ProgressFn = Callable[[float, str], None]
+@dataclass
+class LabResult:
+    arrays: dict[str, Any]  # numpy arrays (possibly nested per model): everything the figures need
+    metrics: dict[str, Any]  # JSON-serialisable numbers and short strings
+    text: str | None = None  # a sentence or two for the reader
+
+
+def _ignore_progress(fraction: float, message: str = "") -> None:
+    return None
+
+
+def _ignore_partial(result: LabResult) -> None:
+    return None
 
 
 @dataclass
@@ -43,16 +63,12 @@ class LabContext:
     image: Image.Image | None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Call often: it reports progress (0..1) and raises when the job was cancelled or ran out of time.
-    progress: ProgressFn = field(default=lambda fraction, message="": None)
+    progress: ProgressFn = _ignore_progress
     # Builds further models on demand (e.g. a reference model a lab needs); cached by the worker.
     load_model: Callable[[str], LoadedModel] | None = None
-
-
-@dataclass
-class LabResult:
-    arrays: dict[str, Any]  # numpy arrays (possibly nested per model): everything the figures need
-    metrics: dict[str, Any]  # JSON-serialisable numbers and short strings
-    text: str | None = None  # a sentence or two for the reader
+    text: str | None = None  # the lab's text input (a question), when it declares one
+    # Publish a partial result: the runner draws it with the lab's `figures` and shows it at once.
+    publish: Callable[[LabResult], None] = _ignore_partial
 
 
 class Lab(ABC):
@@ -64,6 +80,8 @@ class Lab(ABC):
     # Families the lab can analyse; None means any model whose task fits.
     model_families: ClassVar[tuple[str, ...] | None] = None
     needs_image: ClassVar[bool] = True
+    # A text input (a question, a prompt), or None when the lab takes no text.
+    text_input: ClassVar[TextInputSpec | None] = None
     max_models: ClassVar[int] = 4
     default_models: ClassVar[tuple[str, ...]] = ()
 
@@ -74,41 +92,44 @@ class Lab(ABC):
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]: ...
 
     def accepts(self, entry: ModelEntry) -> bool:
-        if entry.task not in self.model_tasks:
-            return False
-        return self.model_families is None or entry.family in self.model_families
+        return self.info().accepts(entry.task, entry.family)
+
+    def info(self, lesson: str | None = None) -> LabInfo:
+        """The lab's metadata as the API, the CLI and the UI see it: the one definition of the contract."""
+        return LabInfo(
+            name=self.name,
+            title=self.title,
+            description=self.description,
+            params_schema=self.Params.model_json_schema(),
+            model_tasks=list(self.model_tasks),
+            model_families=list(self.model_families) if self.model_families is not None else None,
+            needs_image=self.needs_image,
+            text_input=self.text_input,
+            max_models=self.max_models,
+            default_models=list(self.default_models),
+            lesson=lesson,
+        )
 
 
-_LABS: dict[str, Lab] = {}
-
-
-class UnknownLab(KeyError):
+class UnknownLab(NotRegistered):
     pass
+
+
+_LABS: Registry[Lab] = Registry("lab", UnknownLab)
 
 
 def register_lab(cls: type[Lab]) -> type[Lab]:
     """Class decorator: instantiate once and add to the write-once registry."""
-    if cls.name in _LABS:
-        raise ValueError(f"lab {cls.name!r} is already registered")
-    _LABS[cls.name] = cls()
+    _LABS.add(cls.name, cls())
     return cls
 
 
-def _ensure_labs() -> None:
-    import backend.labs.catalog  # noqa: F401  (registers every lab module)
-
-
 def list_labs() -> list[Lab]:
-    _ensure_labs()
-    return list(_LABS.values())
+    return list(_LABS)
 
 
 def get_lab(name: str) -> Lab:
-    _ensure_labs()
-    try:
-        return _LABS[name]
-    except KeyError:
-        raise UnknownLab(f"unknown lab {name!r}; known labs: {', '.join(sorted(_LABS))}") from None
+    return _LABS.get(name)
 
 
 def to_jsonable(value: Any) -> Any:

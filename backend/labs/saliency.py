@@ -59,14 +59,9 @@ _FAMILY_DEFAULTS = {
 
 
 def cam_target(entry: ModelEntry, model: nn.Module) -> CamTarget:
-    """The GradCAM layer of a model: the registry's `extra`, else a per-family rule (METHODS.md §3)."""
-    extra = entry.extra or {}
-    if "gradcam_layer" in extra:
-        return CamTarget(
-            str(extra["gradcam_layer"]),
-            bool(extra.get("token_grid", False)),
-            int(extra.get("num_prefix_tokens", 0)),
-        )
+    """The GradCAM layer of a model: the registry's `gradcam` target, else a per-family rule (METHODS §3)."""
+    if entry.gradcam is not None:
+        return CamTarget(entry.gradcam.layer, entry.gradcam.token_grid, entry.gradcam.num_prefix_tokens)
     if entry.family == "convit":  # output of the last GPSA block: patch tokens only
         return CamTarget(f"blocks.{int(getattr(model, 'local_up_to_layer', 1)) - 1}", True, 0)
     if entry.family in _FAMILY_DEFAULTS:

@@ -1,8 +1,11 @@
 """Write-once model registry in the style of timm's `register_model` / `create_model`.
 
-Every entry carries what the labs and the UI need without building the model: family, task, dataset,
-input config (size, mean, std), class names, a description, a citation and, for trained zoo models,
-the JSON card written next to its `.safetensors` weights.
+Every entry is a typed config (like timm's `PretrainedCfg`) that carries what the labs and the UI need
+without building the model: architecture family, task, training regime, dataset, input config, class
+names, the GradCAM target, a processor/tokenizer for language models, where its weights come from, a
+description, a citation and, for trained zoo models, the JSON card written next to its weights.
+
+This module is a leaf: the model modules import it to register, and `backend.models` imports them.
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from backend.config import get_settings
+from backend.registry import NotRegistered, Registry
+
+# What the model does, which decides the labs that take it.
+Task = Literal["classification", "denoise", "vqa"]
+TASKS: tuple[str, ...] = ("classification", "denoise", "vqa")
+# Where its parameters come from: the zoo's shipped file, a researcher's file, the Hub, or computed
+# from a dataset when a worker first needs it (closed-form models such as the Wiener denoiser).
+Source = Literal["zoo", "file", "hub", "computed"]
+ProgressFn = Callable[[float, str], None]
 
 
-class UnknownModel(KeyError):
+class UnknownModel(NotRegistered):
     """No model of that name is registered."""
 
 
@@ -28,23 +40,43 @@ class ModelNotAvailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class GradcamTarget:
+    """The layer GradCAM reads, and how to turn its output into a (C, h, w) map."""
+
+    layer: str  # module path, e.g. "layer3" or "blocks.5.norm1"
+    token_grid: bool = False  # output is (B, N, C) tokens: reshape the patch tokens to a grid
+    num_prefix_tokens: int = 0  # class/distillation tokens to drop before that reshape
+
+
+def _no_progress(fraction: float, message: str = "") -> None:
+    return None
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     name: str
-    family: str  # "cnn", "vit", "convit", "mixer", "mlp", "robust-cnn", or "timm" for other timm models
-    task: str  # what the model does: "classification", ...
-    dataset: str  # what it was trained on: "shapes", "digits", "imagenet", ...
-    builder: Callable[[], nn.Module]
+    family: str  # architecture: "cnn", "vit", "convit", "mixer", "mlp", "unet", ... or "timm" for others
+    task: Task
+    dataset: str  # what it was trained on (or computed from): a registered dataset name, or "imagenet"
+    builder: Callable[[], nn.Module]  # the architecture with its own initialisation, no weights
     input_size: tuple[int, int, int]  # (C, H, W)
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...] = ()
     description: str = ""
     citation: str = ""
-    # For zoo models: file stem inside the weights directory. For timm models: an explicit file or None (Hub).
+    regime: str = "standard"  # how it was trained: "standard", "pgd eps=8/255", ...
+    source: Source = "zoo"
+    # zoo: file stem inside the weights directory; file: an explicit path; hub/computed: None.
     weights: str | None = None
     interpolation: str = "bilinear"
     crop_pct: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    gradcam: GradcamTarget | None = None
+    processor: str | None = None  # Hugging Face processor or tokenizer (path or Hub id), for vqa models
+    # source "computed": fills the built model's parameters from data, reporting progress (0..1).
+    compute: Callable[[nn.Module, ProgressFn], None] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)  # how `biaslab zoo train` makes the weights
+    timm_name: str | None = None  # the timm architecture, for models that come from timm
 
     @property
     def weights_path(self) -> Path | None:
@@ -58,7 +90,7 @@ class ModelEntry:
     @property
     def card_path(self) -> Path | None:
         path = self.weights_path
-        return path.with_suffix(".json") if path is not None else None
+        return path.with_suffix(".json") if path is not None and self.source == "zoo" else None
 
     def card(self) -> dict[str, Any] | None:
         path = self.card_path
@@ -80,34 +112,24 @@ class ModelEntry:
         }
 
 
-_REGISTRY: dict[str, ModelEntry] = {}
+_MODELS: Registry[ModelEntry] = Registry("model", UnknownModel)
 
 
 def register_model(entry: ModelEntry) -> ModelEntry:
     """Add an entry; names are write-once so two modules cannot silently shadow each other."""
-    if entry.name in _REGISTRY:
-        raise ValueError(f"model {entry.name!r} is already registered")
-    _REGISTRY[entry.name] = entry
-    return entry
-
-
-def _ensure_zoo() -> None:
-    # Importing the zoo registers its models; done lazily so `backend.models` stays cheap to import.
-    import backend.models.zoo  # noqa: F401
+    if entry.task not in TASKS:
+        raise ValueError(f"model {entry.name!r}: unknown task {entry.task!r}; tasks are {', '.join(TASKS)}")
+    if entry.source == "computed" and entry.compute is None:
+        raise ValueError(f"model {entry.name!r} is computed from data but has no compute function")
+    return _MODELS.add(entry.name, entry)
 
 
 def list_models() -> list[ModelEntry]:
-    _ensure_zoo()
-    return list(_REGISTRY.values())
+    return list(_MODELS)
 
 
 def get_entry(name: str) -> ModelEntry:
-    _ensure_zoo()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise UnknownModel(f"unknown model {name!r}; known models: {known}") from None
+    return _MODELS.get(name)
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -127,9 +149,17 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def create_model(
-    name: str, *, device: str | torch.device = "cpu", weights: str | Path | None = None
+    name: str,
+    *,
+    device: str | torch.device = "cpu",
+    weights: str | Path | None = None,
+    progress: ProgressFn | None = None,
 ) -> nn.Module:
-    """Build a registered model with its weights, in eval mode, with timm's `pretrained_cfg` attached."""
+    """Build a registered model with its parameters, in eval mode, with timm's `pretrained_cfg` attached.
+
+    Parameters come from `weights` if given, else from the entry's source: its weights file, the Hub
+    (inside the builder, through timm), or computed from its dataset (reported through `progress`).
+    """
     entry = get_entry(name)
     model = entry.builder()
     path = Path(weights) if weights is not None else entry.weights_path
@@ -139,7 +169,10 @@ def create_model(
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelNotAvailable(f"weights in {path} do not fit model {name!r}: {exc}") from exc
-    elif "timm" not in entry.extra:
+    elif entry.source == "computed":
+        assert entry.compute is not None  # register_model checks it
+        entry.compute(model, progress or _no_progress)
+    elif entry.source == "zoo":
         raise ModelNotAvailable(f"model {name!r} has no weights; train it with `biaslab zoo train {name}`")
     model.pretrained_cfg = {**getattr(model, "pretrained_cfg", {}), **entry.pretrained_cfg()}  # type: ignore[assignment]
     return model.eval().to(device)
@@ -174,7 +207,7 @@ def register_timm_model(
             where = file or "the Hugging Face Hub"
             raise ModelNotAvailable(f"could not load pretrained {timm_name!r} from {where}: {exc}") from exc
 
-    family, extra = _timm_family(timm_name)
+    family, gradcam = _timm_family(timm_name)
     entry = ModelEntry(
         name=alias or timm_name,
         family=family,
@@ -187,10 +220,12 @@ def register_timm_model(
         class_names=class_names,
         description=description or f"timm {timm_name} with pretrained weights ({file or 'Hub'})",
         citation=str(cfg_dict.get("paper_ids") or cfg_dict.get("hf_hub_id") or "timm"),
-        weights=None,
+        source="file" if file else "hub",
+        weights=None,  # the builder loads it through timm's own pretrained-config mechanism
         interpolation=str(cfg_dict.get("interpolation") or "bicubic"),
         crop_pct=float(cfg_dict.get("crop_pct") or 0.875),
-        extra={**extra, "timm": timm_name},
+        gradcam=gradcam,
+        timm_name=timm_name,
     )
     # The build closure owns the file; keep create_model from loading it a second time.
     return register_model(entry)
@@ -201,7 +236,7 @@ _TIMM_FAMILIES = {"ConVit": "convit", "VisionTransformer": "vit", "MlpMixer": "m
 _TIMM_CNNS = {"ResNet", "ResNetV2", "ConvNeXt", "EfficientNet", "RegNet", "MobileNetV3", "DenseNet", "VGG"}
 
 
-def _timm_family(timm_name: str) -> tuple[str, dict[str, Any]]:
+def _timm_family(timm_name: str) -> tuple[str, GradcamTarget | None]:
     """The family of a timm architecture, and for CNNs their last stage as the GradCAM layer.
 
     The model is built on the meta device: no memory, no weights, just its class and feature_info.
@@ -212,11 +247,11 @@ def _timm_family(timm_name: str) -> tuple[str, dict[str, Any]]:
         model = timm.create_model(timm_name.split(".")[0], pretrained=False)
     cls = type(model).__name__
     if cls in _TIMM_FAMILIES:
-        return _TIMM_FAMILIES[cls], {}
+        return _TIMM_FAMILIES[cls], None
     feature_info: list[dict[str, Any]] = list(getattr(model, "feature_info", None) or [])
     if cls in _TIMM_CNNS and feature_info:
-        return "cnn", {"gradcam_layer": str(feature_info[-1]["module"]), "token_grid": False}
-    return "timm", {}
+        return "cnn", GradcamTarget(str(feature_info[-1]["module"]))
+    return "timm", None
 
 
 def register_timm_specs(specs: list[str]) -> list[ModelEntry]:

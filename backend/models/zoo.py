@@ -30,7 +30,7 @@ from timm.models.mlp_mixer import MlpMixer
 from torch import nn
 
 from backend.data.shapes import MEAN, SHAPE_CLASSES, STD
-from backend.models.registry import ModelEntry, register_model
+from backend.models.registry import GradcamTarget, ModelEntry, register_model
 
 NUM_CLASSES = len(SHAPE_CLASSES)
 INPUT_SIZE = (3, 32, 32)
@@ -261,7 +261,12 @@ _CITE = {
 
 
 def _register(
-    name: str, family: str, builder: Callable[[], nn.Module], description: str, extra: dict[str, Any]
+    name: str,
+    family: str,
+    builder: Callable[[], nn.Module],
+    description: str,
+    gradcam: GradcamTarget | None,
+    regime: str = "standard",
 ) -> None:
     register_model(
         ModelEntry(
@@ -275,21 +280,23 @@ def _register(
             std=STD,
             class_names=SHAPE_CLASSES,
             description=description,
-            citation=_CITE[family],
+            citation=_CITE["robust-cnn" if regime.startswith("pgd") else family],
+            regime=regime,
             weights=name,
-            extra={**extra, "recipe": RECIPES[name]},
+            gradcam=gradcam,
+            recipe=RECIPES[name],
         )
     )
 
 
-_CNN_EXTRA = {"gradcam_layer": "layer3", "token_grid": False, "num_prefix_tokens": 0}
+_CNN_GRADCAM = GradcamTarget("layer3")
 
 _register(
     "cnn-shapes",
     "cnn",
     build_cnn,
     "Small ResNet-style CNN (3 stages of basic blocks) trained on shapes.",
-    _CNN_EXTRA,
+    _CNN_GRADCAM,
 )
 _register(
     "convit-shapes",
@@ -297,7 +304,7 @@ _register(
     build_convit,
     "ConViT (timm ConVit): 4 gated positional self-attention layers then 2 MHSA layers, 4 heads, patch 4.",
     # Output of the last GPSA block: patch tokens only (CLS joins at local_up_to_layer), 8×8 grid.
-    {"gradcam_layer": "blocks.3", "token_grid": True, "num_prefix_tokens": 0, "local_up_to_layer": 4},
+    GradcamTarget("blocks.3", token_grid=True),
 )
 _register(
     "deit-shapes",
@@ -305,27 +312,28 @@ _register(
     build_deit,
     "DeiT-like ViT: the same timm ConVit code with local_up_to_layer=0 (plain MHSA everywhere).",
     # Input of the last attention: its patch tokens get gradient, the last block's output's do not.
-    {"gradcam_layer": "blocks.5.norm1", "token_grid": True, "num_prefix_tokens": 1, "local_up_to_layer": 0},
+    GradcamTarget("blocks.5.norm1", token_grid=True, num_prefix_tokens=1),
 )
 _register(
     "mixer-shapes",
     "mixer",
     build_mixer,
     "MLP-Mixer (timm MlpMixer): 6 blocks, patch 4, token- and channel-mixing MLPs.",
-    {"gradcam_layer": "blocks.5", "token_grid": True, "num_prefix_tokens": 0},
+    GradcamTarget("blocks.5", token_grid=True),
 )
 _register(
     "mlp-shapes",
     "mlp",
     build_mlp,
     "Plain MLP on the flattened image (3 hidden layers of 72): no spatial prior.",
-    {"gradcam_layer": "", "token_grid": False, "num_prefix_tokens": 0},
+    None,  # no spatial layer: GradCAM does not apply
 )
 for _eps in (2, 4, 8):
     _register(
         f"cnn-shapes-pgd{_eps}",
-        "robust-cnn",
+        "cnn",  # the architecture is the CNN's; adversarial training is its regime
         build_cnn,
         f"The same CNN trained with L∞ PGD adversarial training at ε = {_eps}/255 (3 PGD steps, α = ε/4).",
-        {**_CNN_EXTRA, "adv_eps": _eps / 255},
+        _CNN_GRADCAM,
+        regime=f"pgd eps={_eps}/255",
     )

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from backend.config import get_settings
-from backend.data.shapes import load_shapes
+from backend.data import load_dataset
 
 
 def code_version() -> str:
@@ -56,7 +56,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def _splits(recipe: dict[str, Any], seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     return {
-        s: load_shapes(s, seed=seed, n=int(recipe[f"{s}_size"])).tensors() for s in ("train", "val", "test")
+        s: load_dataset(recipe["dataset"], s, n=int(recipe[f"{s}_size"]), seed=seed).tensors()
+        for s in ("train", "val", "test")
     }
 
 
@@ -98,6 +99,7 @@ def train_zoo_model(
     card: dict[str, Any] = {
         "name": name,
         "family": entry.family,
+        "regime": entry.regime,
         "dataset": entry.dataset,
         "split_sizes": {s: len(data[s][1]) for s in data},
         "seed": seed,
@@ -142,7 +144,7 @@ def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tu
     if card is None:
         return False, f"{name}: no card"
     size = int(card["split_sizes"]["test"])
-    x, y = load_shapes("test", seed=int(card["seed"]), n=size).tensors()
+    x, y = load_dataset(entry.dataset, "test", n=size, seed=int(card["seed"])).tensors()
     if n is not None:
         x, y = x[:n], y[:n]
     m = evaluate(create_model(name), x, y)
@@ -160,8 +162,9 @@ def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tu
 
 def zoo_names() -> list[str]:
     from backend.models.registry import list_models
+    from backend.models.zoo import RECIPES
 
-    return [e.name for e in list_models() if "timm" not in e.extra and e.dataset == "shapes"]
+    return [e.name for e in list_models() if e.source == "zoo" and e.name in RECIPES]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -187,13 +190,14 @@ def zoo_table() -> list[dict[str, Any]]:
 
     rows = []
     for e in list_models():
-        if "timm" in e.extra:
+        if e.source != "zoo":
             continue
         c = e.card() or {}
         rows.append(
             {
                 "name": e.name,
                 "family": e.family,
+                "regime": e.regime,
                 "params": c.get("params"),
                 "test_accuracy": c.get("test_accuracy"),
                 "ece": c.get("ece"),
@@ -209,7 +213,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="Model zoo (shapes, 32×32, 8 classes)")
-    for col in ("name", "family", "params", "test acc", "ECE", "steps", "train s"):
+    for col in ("name", "family", "regime", "params", "test acc", "ECE", "steps", "train s"):
         table.add_column(col)
     for r in zoo_table():
 
@@ -219,6 +223,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row(
             r["name"],
             r["family"],
+            r["regime"],
             fmt(r["params"], ","),
             fmt(r["test_accuracy"], ".3f"),
             fmt(r["ece"], ".3f"),

@@ -47,7 +47,13 @@ def wait(c: TestClient, job_id: str, timeout: float = 60) -> dict:
 
 
 def test_health(client: TestClient) -> None:
-    assert client.get("/api/health").json() == {"status": "ok", "queue": "embedded", "workers": 1}
+    health = client.get("/api/health").json()
+    assert {k: health[k] for k in ("status", "queue", "workers")} == {
+        "status": "ok",
+        "queue": "embedded",
+        "workers": 1,
+    }
+    assert [w["device"] for w in health["worker_info"]] == ["cpu"]
 
 
 def test_models_list_the_zoo_with_cards(client: TestClient) -> None:

@@ -11,14 +11,15 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from backend.data.shapes import load_shapes
-from backend.models.registry import create_model, get_entry, list_models, register_timm_model
+from backend.data import load_dataset
+from backend.models import create_model, get_entry, list_models, register_timm_model
 from backend.models.zoo import RECIPES
 from backend.train.classifier import evaluate
 from backend.train.commands import verify_model
 
-ZOO = [e.name for e in list_models() if e.dataset == "shapes" and "timm" not in e.extra]
-SHIPPED = [n for n in ZOO if get_entry(n).weights_path is not None and get_entry(n).weights_path.exists()]  # type: ignore[union-attr]
+# Every model the zoo registers must ship its weights: a missing file fails here, it is not skipped.
+ZOO = [e.name for e in list_models() if e.source == "zoo"]
+SHIPPED = ZOO
 
 
 def test_zoo_names_and_entries() -> None:
@@ -26,26 +27,38 @@ def test_zoo_names_and_entries() -> None:
     assert {"cnn-shapes-pgd2", "cnn-shapes-pgd4", "cnn-shapes-pgd8"} <= set(ZOO)
     for name in ZOO:
         e = get_entry(name)
-        assert e.weights == name and e.input_size == (3, 32, 32) and len(e.class_names) >= 8
-        assert {"gradcam_layer", "token_grid", "num_prefix_tokens"} <= set(e.extra)
-        assert name in RECIPES
+        assert e.weights == name and len(e.class_names) >= 2
+        assert name in RECIPES and e.recipe == RECIPES[name]
+
+
+def test_training_regime_is_a_tag_not_a_family() -> None:
+    robust = get_entry("cnn-shapes-pgd8")
+    assert robust.family == get_entry("cnn-shapes").family == "cnn"
+    assert robust.regime == "pgd eps=8/255" and get_entry("cnn-shapes").regime == "standard"
+    assert robust.card()["regime"] == robust.regime  # type: ignore[index]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_shipped_weights_file_exists(name: str) -> None:
+    path = get_entry(name).weights_path
+    assert path is not None and path.is_file(), f"{name}: shipped weights missing at {path}"
+    assert get_entry(name).card() is not None, f"{name}: card missing"
 
 
 def test_gradcam_layers_exist_and_have_the_documented_layout() -> None:
     for name in ZOO:
         e = get_entry(name)
-        layer = e.extra["gradcam_layer"]
-        if not layer:
+        if e.gradcam is None:
             continue
         model = e.builder().eval()
-        module = model.get_submodule(layer)
+        module = model.get_submodule(e.gradcam.layer)
         out: list[torch.Tensor] = []
         h = module.register_forward_hook(lambda _m, _i, o, out=out: out.append(o))
         with torch.no_grad():
             model(torch.rand(1, 3, 32, 32))
         h.remove()
-        if e.extra["token_grid"]:
-            assert out[0].shape[1] == 64 + e.extra["num_prefix_tokens"], name  # (B, N, C) on an 8×8 grid
+        if e.gradcam.token_grid:
+            assert out[0].shape[1] == 64 + e.gradcam.num_prefix_tokens, name  # (B, N, C) on an 8×8 grid
         else:
             assert out[0].dim() == 4, name
 
@@ -54,7 +67,7 @@ def test_gradcam_layers_exist_and_have_the_documented_layout() -> None:
 def test_shipped_model_beats_chance(name: str) -> None:
     card = get_entry(name).card()
     assert card is not None and card["params"] > 0
-    x, y = load_shapes("test", seed=card["seed"], n=card["split_sizes"]["test"]).tensors()
+    x, y = load_dataset(card["dataset"], "test", n=card["split_sizes"]["test"], seed=card["seed"]).tensors()
     m = evaluate(create_model(name), x[:400], y[:400])
     assert m["accuracy"] > 0.4, m  # chance is 1/8
     assert abs(m["accuracy"] - card["test_accuracy"]) < 0.08
@@ -69,13 +82,10 @@ def test_shipped_card_recipe_is_what_zoo_train_runs(name: str) -> None:
     assert card["steps"] == RECIPES[name]["steps"]
 
 
-def test_zoo_verify_on_a_subset() -> None:
-    names = [n for n in ("cnn-shapes", "deit-shapes") if n in SHIPPED]
-    if not names:
-        pytest.skip("no shipped weights yet")
-    for name in names:
-        ok, msg = verify_model(name, n=500)
-        assert ok, msg
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_verify_every_model_against_its_card(name: str) -> None:
+    ok, msg = verify_model(name, n=400)
+    assert ok, msg
 
 
 def test_history_and_sweep_json_shipped() -> None:
@@ -96,7 +106,8 @@ def test_pretrained_timm_path_from_local_file(tmp_path: Path) -> None:
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     entry = register_timm_model("resnet10t", weights=path, alias="test-resnet10t-local")
     assert entry.family == "cnn" and len(entry.class_names) == 1000
-    assert entry.extra["gradcam_layer"] == ref.feature_info[-1]["module"] == "layer4"
+    assert entry.gradcam is not None and entry.source == "file"
+    assert entry.gradcam.layer == ref.feature_info[-1]["module"] == "layer4"
     model = create_model("test-resnet10t-local")
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():

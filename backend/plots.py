@@ -438,3 +438,157 @@ def styled_lines(
         )
     fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=440)
     return to_json(fig)
+
+
+def reliability_diagrams(
+    panels: Mapping[str, Mapping[str, Any]],
+    temperatures: Sequence[float],
+    start: int,
+    title: str,
+    *,
+    fitted: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Reliability diagrams side by side (one column per model), with a temperature slider.
+
+    panels[name] holds, per temperature index t, the bin arrays "accuracy"[t], "confidence"[t] and
+    "count"[t] (one value per bin, NaN for empty bins) and "centres" (bin centres). The slider restyles
+    every panel in the browser, so moving it needs no new job. Row 1: per-bin accuracy against the
+    diagonal, with the gap (confidence − accuracy) stacked in orange; row 2: how many images each bin holds.
+    """
+    names = list(panels)
+    n = len(names)
+    fig = make_subplots(
+        rows=2,
+        cols=n,
+        row_heights=[0.72, 0.28],
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+        horizontal_spacing=0.04,
+        subplot_titles=[_wrap(nm) for nm in names] + [""] * n,
+    )
+    dynamic: list[int] = []  # indices of the traces the slider restyles, 3 per panel
+    for col, name in enumerate(names, start=1):
+        p = panels[name]
+        centres = [float(c) for c in p["centres"]]
+        width = 1.0 / max(len(centres), 1) * 0.9
+        acc, gap, count = _reliability_values(p, start)
+        first = col == 1
+        dynamic += [len(fig.data), len(fig.data) + 1, len(fig.data) + 2]
+        fig.add_trace(
+            go.Bar(x=centres, y=acc, width=width, name="accuracy", marker_color=PALETTE[0], showlegend=first),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=gap,
+                base=acc,
+                width=width,
+                name="gap to confidence",
+                marker_color=PALETTE[1],
+                opacity=0.75,
+                showlegend=first,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.add_trace(
+            go.Bar(x=centres, y=count, width=width, name="images", marker_color="#666666", showlegend=first),
+            row=2,
+            col=col,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[0, 1],
+                y=[0, 1],
+                mode="lines",
+                line={"color": "#333333", "dash": "dash"},
+                name="perfect calibration",
+                showlegend=first,
+            ),
+            row=1,
+            col=col,
+        )
+        fig.update_yaxes(range=[0, 1], row=1, col=col, title="accuracy" if first else None)
+        fig.update_yaxes(row=2, col=col, title="images" if first else None)
+        fig.update_xaxes(range=[0, 1], row=2, col=col, title="confidence")
+    steps = []
+    for t, temp in enumerate(temperatures):
+        ys, bases = [], []
+        for name in names:
+            acc, gap, count = _reliability_values(panels[name], t)
+            ys += [acc, gap, count]
+            bases += [None, acc, None]
+        label = f"{temp:.2f}"
+        steps.append({"method": "restyle", "label": label, "args": [{"y": ys, "base": bases}, dynamic]})
+    note = ""
+    if fitted:
+        note = " · fitted T: " + ", ".join(f"{k} {v:.2f}" for k, v in fitted.items())
+    fig.update_layout(
+        title={"text": _wrap(title + note, 90)},
+        barmode="overlay",
+        height=560,
+        margin={"t": 110, "b": 150},
+        legend={"orientation": "h", "y": -0.42},
+        sliders=[
+            {
+                "active": start,
+                "currentvalue": {"prefix": "temperature T = "},
+                "pad": {"t": 50},
+                "steps": steps,
+            }
+        ],
+    )
+    return to_json(fig)
+
+
+def _reliability_values(panel: Mapping[str, Any], t: int) -> tuple[list, list, list]:
+    def clean(values: Any) -> list:
+        return [None if not np.isfinite(v) else float(v) for v in np.asarray(values, dtype=float)]
+
+    acc = np.asarray(panel["accuracy"][t], dtype=float)
+    conf = np.asarray(panel["confidence"][t], dtype=float)
+    return clean(acc), clean(conf - acc), clean(panel["count"][t])
+
+
+def _wrap(text: str, width: int = 40) -> str:
+    """Break a long title onto lines (Plotly does not wrap) so it never runs into its neighbour."""
+    import textwrap
+
+    return "<br>".join(textwrap.wrap(text, width)) or text
+
+
+def xy_lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    *,
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+    diagonal: bool = False,
+) -> dict[str, Any]:
+    """Curves with their own x values each (label -> (xs, ys)); `diagonal` adds the y = x reference."""
+    fig = go.Figure()
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[float(v) for v in xs],
+                y=[float(v) for v in ys],
+                mode="lines+markers",
+                name=label,
+                line={"color": PALETTE[i % len(PALETTE)]},
+            )
+        )
+    if diagonal:
+        fig.add_trace(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dash"})
+        )
+    fig.update_layout(
+        title={"text": _wrap(title, 90)},
+        xaxis_title=xaxis_title,
+        yaxis_title=yaxis_title,
+        height=460,
+        legend={"orientation": "h", "y": -0.25},
+        margin={"t": 90},
+    )
+    return to_json(fig)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from backend.api.guards import IMAGE_ID_PATTERN
 
 
 class Health(BaseModel):
@@ -55,12 +57,17 @@ class ImageCreated(BaseModel):
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lab: str = Field(examples=["predict"])
-    models: list[str] = Field(default_factory=list, max_length=8, examples=[["cnn-shapes"]])
-    image_id: str | None = Field(default=None, examples=["example-shapes-circle"])
+    lab: str = Field(max_length=64, examples=["predict"])
+    models: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=list, max_length=8, examples=[["cnn-shapes"]]
+    )
+    image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN, examples=["example-shapes-circle"])
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int | None = Field(
-        default=None, ge=1, description="Stop the job after this many seconds (at most the server's limit)"
+        default=None,
+        ge=1,
+        le=24 * 3600,
+        description="Stop the job after this many seconds (at most the server's limit)",
     )
 
 
@@ -83,3 +90,18 @@ class JobView(BaseModel):
     message: str | None = None
     result: JobResult | None = None
     error: str | None = None
+
+
+class ErrorItem(BaseModel):
+    """One field error: where (`loc`), what (`msg`), and the offending input, cut to a short preview."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer of the API: a sentence, or a list of field errors (422)."""
+
+    detail: str | list[ErrorItem]

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     trusted_proxies: list[str] = ["127.0.0.1", "::1"]
     # Redis timeouts of the API (fast 503 while Redis is down); workers wait for Redis instead.
     redis_connect_timeout_s: float = Field(default=0.5, gt=0.0)
-    redis_socket_timeout_s: float = Field(default=1.0, gt=0.0)
+    redis_socket_timeout_s: float = Field(default=0.5, gt=0.0)
     # After Redis comes back (or a sweeper starts), wait this long before re-queueing jobs of workers
     # whose heartbeat is missing: live workers re-assert their heartbeat first. None: heartbeat_ttl_s.
     requeue_grace_s: float | None = Field(default=None, ge=0.0)

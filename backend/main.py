@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from starlette.types import Scope
 
@@ -22,6 +23,7 @@ from backend.config import Settings, get_settings
 from backend.jobs.connection import connect
 from backend.jobs.service import JobService
 from backend.jobs.worker import EmbeddedWorkers, Sweeper
+from backend.labs.base import list_labs
 from backend.models.registry import register_timm_specs
 
 log = logging.getLogger("biaslab")
@@ -37,6 +39,8 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
         count = settings.workers if settings.workers is not None else (0 if settings.redis_url else 1)
         if not settings.redis_url:
             count = max(count, 1)
+        # Import the labs (torch, captum: seconds) now, not inside the first request.
+        await anyio.to_thread.run_sync(list_labs)
         workers = EmbeddedWorkers(settings, count).start() if count else None
         sweeper = Sweeper(connect(settings.redis_url, role="api", settings=settings), settings).start()
         try:

@@ -40,7 +40,7 @@ def connect(redis_url: str | None, *, role: Role = "worker", settings: Settings 
         return fakeredis.FakeRedis(server=_fake_server())
     if role == "api":
         connect_s = settings.redis_connect_timeout_s if settings else 0.5
-        socket_s = settings.redis_socket_timeout_s if settings else 1.0
+        socket_s = settings.redis_socket_timeout_s if settings else 0.5
         # One quick retry covers a pooled connection that went stale when Redis restarted.
         return redis.Redis.from_url(
             redis_url,

@@ -59,6 +59,7 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{name}", daemon=True)
         self._failing = False
+        self._last_ok = time.monotonic()
 
     def start(self) -> Heartbeat:
         self._beat()
@@ -68,9 +69,13 @@ class Heartbeat:
     def _beat(self) -> None:
         try:
             self.conn.set(alive_key(self.name), 1, ex=self.ttl_s)
-            if self._failing and self.on_reconnect is not None:
+            now = time.monotonic()
+            # Late too (the process was stopped or starved past the TTL): a sweeper may have
+            # taken our job for a dead worker's.
+            late = now - self._last_ok > self.ttl_s
+            if (self._failing or late) and self.on_reconnect is not None:
                 self.on_reconnect(self.conn)
-            self._failing = False
+            self._failing, self._last_ok = False, now
         except redis.RedisError as exc:  # Redis away: keep trying, the worker waits for it too
             if not self._failing:
                 log.warning("heartbeat for %s failed: %s", self.name, exc)
@@ -251,6 +256,11 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
     from backend.models.registry import register_timm_specs
 
     register_timm_specs(settings.timm_models)  # the API's own timm checkpoints, so their jobs run here
+    # Import the labs before the first heartbeat: extension imports hold the GIL for seconds on a
+    # busy machine, long enough to starve the heartbeat thread past its TTL inside the first job.
+    from backend.labs.base import list_labs
+
+    list_labs()
     conn = connect(settings.redis_url)  # waits out Redis outages: the running job survives them
     fast = connect(settings.redis_url, role="api", settings=settings)  # heartbeat and sweeper
     name = worker_name()

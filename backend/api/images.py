@@ -40,12 +40,16 @@ def decode_upload(data: bytes, max_pixels: int, max_side: int = 0) -> Image.Imag
         if max_side:
             image.draft("RGB", (max_side, max_side))
         image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise HTTPException(415, "the file is not an image; upload PNG, JPEG or WEBP") from None
+        upright = ImageOps.exif_transpose(image)  # phone photos arrive rotated otherwise
+        rgb = upright.convert("RGB")
+    except HTTPException:
+        raise
     except Image.DecompressionBombError:
         raise HTTPException(413, f"image has too many pixels (limit {max_pixels:,})") from None
-    upright = ImageOps.exif_transpose(image)  # phone photos arrive rotated otherwise
-    rgb = upright.convert("RGB")
+    except UnidentifiedImageError:
+        raise HTTPException(415, "the file is not an image; upload PNG, JPEG or WEBP") from None
+    except Exception:  # a damaged file makes PIL raise almost anything (struct.error, EOFError, ...)
+        raise HTTPException(415, "the image file is damaged or truncated; upload PNG, JPEG or WEBP") from None
     if max_side:
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # keeps the aspect ratio
     return rgb

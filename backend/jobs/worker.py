@@ -205,11 +205,17 @@ class Sweeper:
             raise
 
     def _run(self) -> None:
+        down = False
         while not self._stop.wait(self.settings.sweep_interval_s):
             try:
                 self.sweep()
+                if down:
+                    log.warning("sweeper: Redis is back; re-queueing waits %.0f s", self.grace_s)
+                down = False
             except redis.RedisError as exc:
-                log.warning("sweeper: Redis unavailable (%s)", type(exc).__name__)
+                if not down:  # once per outage, not every sweep
+                    log.warning("sweeper: Redis unavailable (%s)", type(exc).__name__)
+                down = True
             except Exception:
                 log.exception("sweeper failed")
 

@@ -15,6 +15,9 @@ re-asserts its key at once and takes back its running job if some sweeper put it
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import gc
 import logging
 import os
 import socket
@@ -91,6 +94,23 @@ class Heartbeat:
             self.conn.delete(alive_key(self.name))
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+def release_memory() -> None:
+    """Give the heap a finished job freed back to the OS. glibc keeps it otherwise: a 512-step
+    Integrated Gradients job left a worker at 2.3 GB resident instead of 1.1 GB, for good."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
 def count_alive_workers(conn: redis.Redis) -> int:
     """Workers whose heartbeat is fresh (rq's own registry keeps dead workers for minutes)."""
     return sum(1 for _ in conn.scan_iter(match=alive_key("*"), count=1000))
@@ -112,6 +132,7 @@ class BiaslabWorker(SimpleWorker):
             return super().perform_job(job, queue, execution)
         finally:
             self.running = None
+            release_memory()
 
     def reassert_job(self, conn: redis.Redis) -> None:
         """After an outage: if a sweeper re-queued our running job, take it back out of the queue."""

@@ -50,6 +50,29 @@ class Settings(BaseSettings):
     # or datasets of its own, e.g. BIASLAB_PLUGINS='["mylab"]'.
     plugins: list[str] = []
 
+    # --- Limits for a public deployment (see README, SECURITY) ---
+    # Largest request body on every /api JSON endpoint; bigger bodies get 413 before they are parsed.
+    max_json_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Uploads are stored downscaled to this longest side (no lab needs more than a few hundred pixels).
+    max_image_side: int = Field(default=512, ge=32, le=4096)
+    # Jobs waiting in the queue; past this a submission gets 429 with Retry-After (queued jobs are kept).
+    max_queued_jobs: int = Field(default=200, ge=1)
+    queue_full_retry_after_s: int = Field(default=10, ge=1)
+    # Per-client token bucket on POST /api/jobs and /api/images: refill rate and burst; 0 turns it off.
+    rate_limit_per_minute: float = Field(default=60.0, ge=0.0)
+    rate_limit_burst: int = Field(default=20, ge=1)
+    # Peers (addresses or networks) whose X-Forwarded-For names the real client: the mounted UI calls
+    # the API over loopback; add a reverse proxy's network here. Their requests without it are not limited.
+    trusted_proxies: list[str] = ["127.0.0.1", "::1"]
+    # Redis timeouts of the API (fast 503 while Redis is down); workers wait for Redis instead.
+    redis_connect_timeout_s: float = Field(default=0.5, gt=0.0)
+    redis_socket_timeout_s: float = Field(default=0.5, gt=0.0)
+    # After Redis comes back (or a sweeper starts), wait this long before re-queueing jobs of workers
+    # whose heartbeat is missing: live workers re-assert their heartbeat first. None: heartbeat_ttl_s.
+    requeue_grace_s: float | None = Field(default=None, ge=0.0)
+    # Who may frame the UI (CSP frame-ancestors): the Hugging Face Space page embeds it.
+    frame_ancestors: str = "'self' https://huggingface.co https://*.hf.space"
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:

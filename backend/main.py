@@ -10,16 +10,20 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+import anyio
+from fastapi import FastAPI
+from starlette.types import Scope
 
 from backend import __version__
 from backend.api import health, images, jobs, labs, models
+from backend.api.errors import install_error_handlers
+from backend.api.middleware import MULTIPART_OVERHEAD, BodyLimit, SecurityHeaders
+from backend.api.ratelimit import TokenBuckets
 from backend.config import Settings, get_settings
 from backend.jobs.connection import connect
 from backend.jobs.service import JobService
 from backend.jobs.worker import EmbeddedWorkers, Sweeper
+from backend.labs import list_labs
 from backend.models import register_timm_specs
 
 log = logging.getLogger("biaslab")
@@ -36,8 +40,10 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
         count = settings.workers if settings.workers is not None else (0 if settings.redis_url else 1)
         if not settings.redis_url:
             count = max(count, 1)
+        # Import the labs (torch, captum: seconds) now, not inside the first request.
+        await anyio.to_thread.run_sync(list_labs)
         workers = EmbeddedWorkers(settings, count).start() if count else None
-        sweeper = Sweeper(connect(settings.redis_url), settings).start()
+        sweeper = Sweeper(connect(settings.redis_url, role="api", settings=settings), settings).start()
         try:
             yield
         finally:
@@ -52,14 +58,19 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.redis = connect(settings.redis_url)
+    # Short timeouts: while Redis is down the API answers 503 within about a second.
+    app.state.redis = connect(settings.redis_url, role="api", settings=settings)
     app.state.jobs = JobService(app.state.redis, settings)
+    app.state.rate_limit = (
+        TokenBuckets(settings.rate_limit_per_minute / 60.0, settings.rate_limit_burst)
+        if settings.rate_limit_per_minute > 0
+        else None
+    )
     for module in (health, models, labs, images, jobs):
         app.include_router(module.router)
-
-    @app.exception_handler(redis.RedisError)
-    async def queue_down(request: Request, exc: redis.RedisError) -> JSONResponse:
-        return JSONResponse({"detail": f"the job queue is unavailable right now ({exc}); retry shortly"}, 503)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit_for=_body_limit(settings))
+    app.add_middleware(SecurityHeaders, frame_ancestors=settings.frame_ancestors)  # outermost
 
     if mount_ui:
         _mount_ui(app, settings)
@@ -72,7 +83,26 @@ def _mount_ui(app: FastAPI, settings: Settings) -> None:
     from app.main import build_ui, mount_kwargs
 
     api_base = settings.api_url or f"http://{_loopback(settings.host)}:{settings.port}"
-    gr.mount_gradio_app(app, build_ui(api_base, asgi_app=app), path="/", **mount_kwargs())
+    gr.mount_gradio_app(
+        app,
+        build_ui(api_base, asgi_app=app),
+        path="/",
+        max_file_size=settings.max_upload_bytes,  # Gradio's own upload route: the same cap as /api/images
+        **mount_kwargs(),
+    )
+
+
+def _body_limit(settings: Settings):  # type: ignore[no-untyped-def]
+    """Largest body per route: an image upload for /api/images and the UI, a small JSON elsewhere."""
+    upload = settings.max_upload_bytes + MULTIPART_OVERHEAD
+
+    def limit_for(scope: Scope) -> int:
+        path: str = scope.get("path", "")
+        if path.startswith("/api/") and path.rstrip("/") != "/api/images":
+            return settings.max_json_bytes
+        return upload
+
+    return limit_for
 
 
 def _loopback(host: str) -> str:

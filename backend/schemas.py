@@ -7,9 +7,11 @@ torch.
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from backend.api.guards import IMAGE_ID_PATTERN
 
 JobStatus = Literal["queued", "started", "finished", "failed", "cancelled"]
 JOB_STATUSES: tuple[str, ...] = get_args(JobStatus)
@@ -92,15 +94,20 @@ class ImageCreated(BaseModel):
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lab: str = Field(examples=["predict"])
-    models: list[str] = Field(default_factory=list, max_length=8, examples=[["cnn-shapes"]])
-    image_id: str | None = Field(default=None, examples=["example-shapes-circle"])
+    lab: str = Field(max_length=64, examples=["predict"])
+    models: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=list, max_length=8, examples=[["cnn-shapes"]]
+    )
+    image_id: str | None = Field(default=None, pattern=IMAGE_ID_PATTERN, examples=["example-shapes-circle"])
     text: str | None = Field(
         default=None, max_length=MAX_TEXT_CHARS, description="The text input of labs that take one"
     )
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int | None = Field(
-        default=None, ge=1, description="Stop the job after this many seconds (at most the server's limit)"
+        default=None,
+        ge=1,
+        le=24 * 3600,
+        description="Stop the job after this many seconds (at most the server's limit)",
     )
 
 
@@ -130,3 +137,18 @@ class JobView(BaseModel):
         default=None, description="The latest partial result a running lab published (until it finishes)"
     )
     error: str | None = None
+
+
+class ErrorItem(BaseModel):
+    """One field error: where (`loc`), what (`msg`), and the offending input, cut to a short preview."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx answer of the API: a sentence, or a list of field errors (422)."""
+
+    detail: str | list[ErrorItem]

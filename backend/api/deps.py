@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import redis
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
+from backend.api.ratelimit import TokenBuckets, client_key, retry_after
 from backend.config import Settings
 from backend.jobs.service import JobService
 
@@ -26,6 +27,26 @@ def _jobs(request: Request) -> JobService:
     return service
 
 
+def _rate_limit(request: Request) -> None:
+    """429 with Retry-After once this client has used up its bucket (before the body is read)."""
+    buckets: TokenBuckets | None = request.app.state.rate_limit
+    if buckets is None:
+        return
+    settings: Settings = request.app.state.settings
+    peer = request.client.host if request.client else None
+    key = client_key(peer, request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+    if key is None:
+        return
+    wait_s = buckets.take(key)
+    if wait_s > 0:
+        raise HTTPException(
+            429,
+            f"too many requests from this address; at most {settings.rate_limit_per_minute:g} per minute",
+            headers={"Retry-After": retry_after(wait_s)},
+        )
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 RedisDep = Annotated[redis.Redis, Depends(_conn)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
+RateLimited = Depends(_rate_limit)

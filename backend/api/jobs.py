@@ -1,17 +1,23 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Path
 from fastapi.exceptions import RequestValidationError
 
-from backend.api.deps import JobsDep, RedisDep
+from backend.api.deps import JobsDep, RateLimited, RedisDep, SettingsDep
+from backend.api.errors import error_responses
+from backend.api.guards import JOB_ID_PATTERN
 from backend.jobs.images import image_exists
-from backend.jobs.service import UnknownJob
+from backend.jobs.service import JobEnded, QueueFull, UnknownJob
 from backend.jobs.validate import JobRequestError, validate_job
 from backend.schemas import JobCreate, JobCreated, JobView
 
-router = APIRouter(prefix="/api/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=error_responses(422, 503))
+
+JobId = Annotated[
+    str, Path(pattern=JOB_ID_PATTERN, description="Job id from POST /api/jobs (letters, digits, - and _)")
+]
 
 
 def _validate(body: JobCreate, conn: Any) -> dict[str, Any]:
@@ -32,25 +38,40 @@ def _validate(body: JobCreate, conn: Any) -> dict[str, Any]:
     return job.params.model_dump(mode="json")
 
 
-@router.post("", status_code=202, response_model=JobCreated)
-def submit(body: JobCreate, jobs: JobsDep, conn: RedisDep) -> JobCreated:
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobCreated,
+    dependencies=[RateLimited],
+    responses=error_responses(400, 404, 413, 429),
+)
+def submit(body: JobCreate, jobs: JobsDep, conn: RedisDep, settings: SettingsDep) -> JobCreated:
     params = _validate(body, conn)
-    job = jobs.submit(body.lab, body.models, body.image_id, params, body.timeout_s, text=body.text)
+    try:
+        job = jobs.submit(body.lab, body.models, body.image_id, params, body.timeout_s, text=body.text)
+    except QueueFull as exc:
+        raise HTTPException(
+            429,
+            f"the queue is full ({exc}); try again in a little while",
+            headers={"Retry-After": str(settings.queue_full_retry_after_s)},
+        ) from None
     return JobCreated(id=job.id)
 
 
-@router.get("/{job_id}", response_model=JobView)
-def status(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+@router.get("/{job_id}", response_model=JobView, responses=error_responses(404))
+def status(job_id: JobId, jobs: JobsDep) -> dict[str, Any]:
     try:
         return jobs.view(job_id)
     except UnknownJob as exc:
         raise HTTPException(404, exc.args[0]) from None
 
 
-@router.delete("/{job_id}", status_code=202)
-def cancel(job_id: str, jobs: JobsDep) -> dict[str, str]:
+@router.delete("/{job_id}", status_code=202, responses=error_responses(404, 409))
+def cancel(job_id: JobId, jobs: JobsDep) -> dict[str, str]:
     try:
         jobs.cancel(job_id)
     except UnknownJob as exc:
         raise HTTPException(404, exc.args[0]) from None
+    except JobEnded as exc:
+        raise HTTPException(409, exc.args[0]) from None
     return {"id": job_id, "status": "cancelling"}

@@ -1,16 +1,28 @@
-"""Redis connections: a real server (with reconnect/retry), or the embedded in-memory stand-in.
+"""Redis connections: a real server, or the embedded in-memory stand-in.
 
 The embedded mode uses fakeredis' shared in-memory server, so the API and the worker threads of one
 `biaslab serve` process run exactly the same rq code as a scaled-out deployment.
+
+Two kinds of client for a real server, because they want opposite things from an outage:
+- "api" (requests, the sweeper, heartbeats): short timeouts and one retry, so a request answers 503
+  within about a second and a sweeper sees the outage as errors rather than a long silence;
+- "worker" (rq's own connection): retries for as long as Redis is away, so a job that is running
+  keeps running through an outage of any length and records its progress and result once Redis is
+  back, instead of failing on the first lost progress update.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+
+from backend.config import Settings
+
+Role = Literal["api", "worker"]
 
 
 @lru_cache
@@ -20,18 +32,31 @@ def _fake_server():  # type: ignore[no-untyped-def]
     return fakeredis.FakeServer()
 
 
-def connect(redis_url: str | None) -> redis.Redis:
+def connect(redis_url: str | None, *, role: Role = "worker", settings: Settings | None = None) -> redis.Redis:
     """A client for `redis_url`, or for the process-wide embedded server when it is None."""
     if redis_url is None:
         import fakeredis
 
         return fakeredis.FakeRedis(server=_fake_server())
-    # Retry transient failures (e.g. a Redis restart) with backoff instead of failing the request.
+    if role == "api":
+        connect_s = settings.redis_connect_timeout_s if settings else 0.5
+        socket_s = settings.redis_socket_timeout_s if settings else 0.5
+        # One quick retry covers a pooled connection that went stale when Redis restarted.
+        return redis.Redis.from_url(
+            redis_url,
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), retries=1),
+            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            socket_connect_timeout=connect_s,
+            socket_timeout=socket_s,
+            socket_keepalive=True,
+        )
+    # retries=-1: retry forever, with backoff capped at 2 s. rq sets this client's socket timeout
+    # above its blocking dequeue timeout itself.
     return redis.Redis.from_url(
         redis_url,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=8),
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries=-1),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
         health_check_interval=10,
-        socket_connect_timeout=5,
+        socket_connect_timeout=2,
         socket_keepalive=True,
     )

@@ -20,6 +20,14 @@ class UnknownJob(KeyError):
     pass
 
 
+class JobEnded(Exception):
+    """Cancel asked for a job that already finished, failed or was cancelled."""
+
+
+class QueueFull(Exception):
+    """More jobs are waiting than `max_queued_jobs`; the caller should retry later."""
+
+
 # rq's states collapsed onto the API contract's five (backend.schemas.JobStatus).
 _STATUS: dict[JobStatus, ApiStatus] = {
     JobStatus.QUEUED: "queued",
@@ -48,6 +56,10 @@ class JobService:
         timeout_s: int | None = None,
         text: str | None = None,
     ) -> Job:
+        # Checked before enqueueing, so concurrent submissions may overshoot by the number of API
+        # threads; nothing already queued is ever dropped.
+        if self.queue.count >= self.settings.max_queued_jobs:
+            raise QueueFull(f"{self.settings.max_queued_jobs} jobs are already waiting")
         limit = self.settings.job_timeout_s
         return self.queue.enqueue(
             rq_job,
@@ -107,7 +119,8 @@ class JobService:
         job = self.fetch(job_id)
         status = job.get_status(refresh=True)
         if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED):
-            return
+            ended = "cancelled" if job.get_meta(refresh=False).get("cancelled") else _STATUS[status]
+            raise JobEnded(f"job {job_id!r} already {ended}; there is nothing to cancel")
         self.conn.set(cancel_key(job_id), 1, ex=max(self.settings.job_timeout_s * 2, 3600))
         if status in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
             # If a worker took it meanwhile, that worker sees the cancel key at its first progress step.

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.api.guards import number_errors
 from backend.labs import Lab, LabParams, UnknownLab, get_lab
 from backend.models import UnknownModel, get_entry
 
@@ -74,6 +75,10 @@ def validate_job(
     if image_id and image_exists is not None and not image_exists(image_id):
         raise JobRequestError(404, f"unknown or expired image {image_id!r}; upload it again")
     text = _check_text(lab, text)
+    # NaN/Infinity and integers past int64 pass pydantic's plain `float`/`int` and would fail later.
+    bad_numbers = number_errors(params or {}, ("body", "params"))
+    if bad_numbers:
+        raise JobRequestError(422, bad_numbers)
     try:
         parsed = lab.Params.model_validate(params or {})
     except ValidationError as exc:

@@ -201,13 +201,13 @@ def test_predict_job_figure_comes_from_the_trained_model(client: TestClient) -> 
 
 
 def test_finished_results_expire() -> None:
-    settings = Settings(result_ttl_s=1)
+    settings = Settings(result_ttl_s=3)  # long enough for the poll below to see "finished" on a busy machine
     with TestClient(create_app(settings, mount_ui=False)) as c:
         image_id = c.get("/api/examples").json()[0]["image_id"]
         r = c.post("/api/jobs", json={"lab": "predict", "models": [MODEL], "image_id": image_id})
         job_id = r.json()["id"]
         assert wait(c, job_id)["status"] == "finished"
-        time.sleep(2.5)
+        time.sleep(4.0)
         r = c.get(f"/api/jobs/{job_id}")
         assert r.status_code == 404 and "expired" in r.json()["detail"]
 

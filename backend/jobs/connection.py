@@ -41,11 +41,13 @@ def connect(redis_url: str | None, *, role: Role = "worker", settings: Settings 
     if role == "api":
         connect_s = settings.redis_connect_timeout_s if settings else 0.5
         socket_s = settings.redis_socket_timeout_s if settings else 0.5
-        # One quick retry covers a pooled connection that went stale when Redis restarted.
+        # One quick retry covers a pooled connection that went stale when Redis restarted; a
+        # timeout (Redis frozen or overloaded) is not retried, so it costs one socket timeout.
         return redis.Redis.from_url(
             redis_url,
-            retry=Retry(ExponentialBackoff(cap=0.1, base=0.05), retries=1),
-            retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+            retry=Retry(
+                ExponentialBackoff(cap=0.1, base=0.05), retries=1, supported_errors=(redis.ConnectionError,)
+            ),
             socket_connect_timeout=connect_s,
             socket_timeout=socket_s,
             socket_keepalive=True,

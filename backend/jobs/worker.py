@@ -29,6 +29,7 @@ from collections.abc import Callable
 import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
@@ -138,13 +139,10 @@ class BiaslabWorker(SimpleWorker):
     which job it runs, so it can claim that job back after a Redis outage."""
 
     stop_asked = False
-    running: tuple[str, str] | None = None  # (job id, queue name) while a job runs
+    running: tuple[Job, Execution] | None = None  # the job this worker is computing, if any
 
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        self.running = (job.id, job.origin)
-        super().prepare_job_execution(job, remove_from_intermediate_queue)
-
-    def perform_job(self, job, queue, execution):  # type: ignore[no-untyped-def]
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        self.running = (job, execution)
         try:
             return super().perform_job(job, queue, execution)
         finally:
@@ -152,17 +150,23 @@ class BiaslabWorker(SimpleWorker):
             release_memory()
 
     def reassert_job(self, conn: redis.Redis) -> None:
-        """After an outage: if a sweeper re-queued our running job, take it back out of the queue."""
+        """After an outage: if a sweeper re-queued our running job, take it back out of the queue
+        (before another worker runs it a second time) and put it back in the started registry."""
         running = self.running
         if running is None:
             return
-        job_id, queue_name = running
-        queue = Queue(queue_name, connection=conn)
-        if conn.lrem(queue.key, 0, job_id):
-            job = Job.fetch(job_id, connection=conn)
-            job.set_status(JobStatus.STARTED)
-            StartedJobRegistry(queue=queue).add(job, self.get_heartbeat_ttl(job))
-            log.warning("took back job %s: it was re-queued while %s was still running it", job_id, self.name)
+        job, execution = running
+        queue = Queue(job.origin, connection=conn)
+        if not conn.lrem(queue.key, 0, job.id):
+            return
+        with conn.pipeline() as pipe:
+            StartedJobRegistry(queue=queue).add_execution(
+                execution, pipeline=pipe, ttl=self.get_heartbeat_ttl(job), xx=False
+            )
+            pipe.hset(job.key, "status", JobStatus.STARTED.value)
+            pipe.delete(requeue_claim_key(job.id, execution.id))  # re-queue it if we die after all
+            pipe.execute()
+        log.warning("took back job %s: it was re-queued while %s was still running it", job.id, self.name)
 
     def request_stop(self, signum, frame):  # type: ignore[no-untyped-def]
         # rq raises StopRequested when idle without recording why; remember it so we don't restart.

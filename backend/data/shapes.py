@@ -215,3 +215,31 @@ register_dataset(
         source="backend/data/shapes.py",
     )
 )
+
+
+RARE_KEEP = 0.1  # shapes-rare keeps this fraction of the textured training images
+
+
+def load_shapes_rare(split: str, seed: int = 0, n: int | None = None) -> Split:
+    """`shapes` with a rare mode: in the training split, texture-filled images are 10× rarer than in
+    `shapes` (every flat-filled image is kept, one textured image in ten). Validation and test splits are
+    plain `shapes`, so at test time the textured images are the rare mode, far from most training data:
+    the set-up METHODS §4 suggests for seeing proximity bias in calibration.
+    """
+    full = load_shapes(split, seed=seed, n=n)
+    if split != "train":
+        return full
+    keep = ~full.meta["textured"] | (split_rng(seed + 31, split).random(len(full)) < RARE_KEEP)
+    return full.subset(np.flatnonzero(keep))
+
+
+register_dataset(
+    DatasetInfo(
+        "shapes-rare",
+        "shapes whose training split has texture-filled images 10× rarer (the rare mode); "
+        "validation and test as in shapes",
+        SHAPE_CLASSES,
+        lambda split, n, seed: load_shapes_rare(split, seed=seed, n=n),
+        source="backend/data/shapes.py",
+    )
+)

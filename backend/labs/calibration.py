@@ -28,9 +28,9 @@ from backend.labs.base import Lab, LabContext, LabParams, LabResult, LoadedModel
 from backend.labs.probe import has_probe_set, preprocess_batch
 from backend.models.preprocess import preprocess
 
-# Where each choice of "data" comes from: the model's own test split, or the cue-conflict images (a
-# shape filled with another class's texture, labelled by its shape), a shift every zoo model meets.
-SPLITS = {"test": ("shapes", "test"), "shifted": ("cue-conflict", "test")}
+# "shifted": the cue-conflict images (a shape filled with another class's texture, labelled by its
+# shape), a shift every shapes model meets; "test" is the model's own test split.
+SHIFTED = "cue-conflict"
 TEMPERATURES = np.round(np.geomspace(0.25, 4.0, 25), 3)  # slider grid; 1.0 is its middle
 
 
@@ -97,14 +97,19 @@ class CalibrationLab(Lab):
                     f"{m.name!r} was trained on {m.entry.dataset!r}; calibration needs its labelled "
                     "validation and test images, which only the project's own datasets have here"
                 )
-        dataset, split = SPLITS[params.data]
-        val = load_dataset("shapes", "val", n=params.n_images, seed=params.seed)
-        test = load_dataset(dataset, split, n=params.n_images, seed=params.seed)
-        ref = load_dataset("shapes", "train", n=params.reference_size, seed=params.seed)
         per_model: dict[str, dict[str, Any]] = {}
         metrics: dict[str, Any] = {}
         n = len(ctx.models)
         for i, m in enumerate(ctx.models):
+            # Each model against its own data: T from its validation split, proximity to its training split.
+            val = load_dataset(m.entry.dataset, "val", n=params.n_images, seed=params.seed)
+            test = load_dataset(
+                SHIFTED if params.data == "shifted" else m.entry.dataset,
+                "test",
+                n=params.n_images,
+                seed=params.seed,
+            )
+            ref = load_dataset(m.entry.dataset, "train", n=params.reference_size, seed=params.seed)
             ctx.progress(i / n, f"{m.name}: scoring {len(val) + len(test) + len(ref)} images")
             arrays, scores = self._one_model(ctx, m, params, val, test, ref)
             per_model[m.name] = arrays
@@ -144,6 +149,9 @@ class CalibrationLab(Lab):
                 "piece": cm.piece(conf, correct, prox, params.n_bins),
             }
             out[f"gap_by_proximity_{tag}"] = cm.gap_by_proximity(conf, correct, prox)
+            scores[tag]["ece_by_proximity_tercile"] = [
+                t["ece"] for t in self._terciles(conf, correct, prox, params)
+            ]  # low, middle, high proximity
             if tag == "before":
                 out["terciles"] = self._terciles(conf, correct, prox, params)
                 out["conf"], out["correct"] = conf, correct

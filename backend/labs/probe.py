@@ -10,27 +10,27 @@ from PIL import Image
 from timm.data import create_transform
 from torch import nn
 
+from backend.data import list_datasets, load_dataset
 from backend.models.preprocess import data_config
 from backend.models.registry import ModelEntry
 
-PROBE_DATASETS = ("shapes",)
-
 
 def has_probe_set(entry: ModelEntry) -> bool:
-    """Whether the project can draw test images of the model's training data (not for ImageNet models)."""
-    return entry.dataset in PROBE_DATASETS
+    """Whether the project can draw labelled test images of the model's training data (not ImageNet)."""
+    names = {d.name: d for d in list_datasets()}
+    info = names.get(entry.dataset)
+    return info is not None and "test" in info.splits and bool(info.class_names)
 
 
 def probe_images(entry: ModelEntry, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """n test-split images (N, H, W, 3) uint8 and labels (N,) of the dataset the model was trained on."""
-    if entry.dataset == "shapes":
-        from backend.data.shapes import load_shapes
-
-        split = load_shapes("test", seed=seed, n=n)
+    if has_probe_set(entry):
+        split = load_dataset(entry.dataset, "test", n=n, seed=seed)
         return split.images, split.labels
+    known = ", ".join(d.name for d in list_datasets() if d.class_names)
     raise ValueError(
         f"{entry.name!r} was trained on {entry.dataset!r}, which has no probe set here (only "
-        f"{', '.join(PROBE_DATASETS)}); use probe_size=0 where the lab allows it"
+        f"{known}); use probe_size=0 where the lab allows it"
     )
 
 

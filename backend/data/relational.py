@@ -59,7 +59,14 @@ def generate(n: int, rng: np.random.Generator, size: int = IMAGE_SIZE) -> Split:
         masks = np.maximum(
             masks,
             posed_masks(
-                kinds[:, j], fns, x, y, centres[:, j, 0], centres[:, j, 1], scale[:, j], np.zeros(n, np.float32)
+                kinds[:, j],
+                fns,
+                x,
+                y,
+                centres[:, j, 0],
+                centres[:, j, 1],
+                scale[:, j],
+                np.zeros(n, np.float32),
             ),
         )
     fg = random_colours(n, rng)

@@ -13,7 +13,7 @@ from torch import nn
 from backend.models.preprocess import data_config
 from backend.models.registry import ModelEntry
 
-PROBE_DATASETS = ("shapes",)
+PROBE_DATASETS = ("shapes", "relational")
 
 
 def has_probe_set(entry: ModelEntry) -> bool:
@@ -21,13 +21,23 @@ def has_probe_set(entry: ModelEntry) -> bool:
     return entry.dataset in PROBE_DATASETS
 
 
-def probe_images(entry: ModelEntry, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n test-split images (N, H, W, 3) uint8 and labels (N,) of the dataset the model was trained on."""
+def probe_images(
+    entry: ModelEntry, n: int, seed: int = 0, split: str = "test"
+) -> tuple[np.ndarray, np.ndarray]:
+    """n images (N, H, W, 3) uint8 and labels (N,) of one split of the dataset the model was trained on.
+
+    Both datasets deal their labels out evenly (a shuffled arange % classes), so any n images hold
+    ⌊n / classes⌋ or one more of each class."""
     if entry.dataset == "shapes":
         from backend.data.shapes import load_shapes
 
-        split = load_shapes("test", seed=seed, n=n)
-        return split.images, split.labels
+        s = load_shapes(split, seed=seed, n=n)
+        return s.images, s.labels
+    if entry.dataset == "relational":
+        from backend.data.relational import load_relational
+
+        s = load_relational(split, seed=seed, n=n)
+        return s.images, s.labels
     raise ValueError(
         f"{entry.name!r} was trained on {entry.dataset!r}, which has no probe set here (only "
         f"{', '.join(PROBE_DATASETS)}); use probe_size=0 where the lab allows it"

@@ -97,8 +97,11 @@ def prepare_for_backward(model: nn.Module) -> None:
             m.rel_indices = rel.clone()
 
 
+Targets = int | list[int] | torch.Tensor  # one class for the batch, or one per image
+
+
 def gradcam(
-    model: nn.Module, target: CamTarget, x: torch.Tensor, cls: int, *, upsample: bool = True
+    model: nn.Module, target: CamTarget, x: torch.Tensor, cls: Targets, *, upsample: bool = True
 ) -> torch.Tensor:
     """ReLU(Σ_k α_k A^k) at the target layer, (B, 1, h, w), optionally upsampled to x's size."""
     prepare_for_backward(model)
@@ -111,9 +114,18 @@ def gradcam(
 
 
 def integrated_gradients(
-    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: int, n_steps: int = 32
+    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: Targets, n_steps: int = 32
 ) -> tuple[torch.Tensor, float]:
-    """IG attributions (B, C, H, W) and the convergence delta Σ IG − (F(x) − F(x′)) (Gauss–Legendre)."""
+    """IG attributions (B, C, H, W) and the largest convergence delta |Σ IG − (F(x) − F(x′))| of the batch
+    (Gauss–Legendre)."""
+    attr, delta = integrated_gradients_batch(model, x, baseline, cls, n_steps)
+    return attr, float(delta.abs().max())
+
+
+def integrated_gradients_batch(
+    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: Targets, n_steps: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG attributions (B, C, H, W) and the signed convergence delta per image, (B,)."""
     prepare_for_backward(model)
     with torch.enable_grad():
         attr, delta = IntegratedGradients(model).attribute(
@@ -122,10 +134,23 @@ def integrated_gradients(
             target=cls,
             n_steps=n_steps,
             method="gausslegendre",
-            internal_batch_size=n_steps,
+            internal_batch_size=max(x.shape[0], min(x.shape[0] * n_steps, 512)),  # memory cap
             return_convergence_delta=True,
         )
-    return attr.detach(), float(delta.detach().abs().max())
+    return attr.detach(), delta.detach()
+
+
+def expected_gradients(
+    model: nn.Module, x: torch.Tensor, references: torch.Tensor, cls: int, n_steps: int = 32
+) -> tuple[torch.Tensor, float]:
+    """IG averaged over K reference images x′_k (B=1): a deterministic quadrature of expected gradients
+    (Erion et al., Nature Machine Intelligence 2021, arXiv 1906.10670), E_k[IG(x; x′_k)].
+
+    Completeness holds for the mean: Σ attr = F(x) − mean_k F(x′_k). Returns (1, C, H, W) and that delta.
+    """
+    K = references.shape[0]
+    attr, delta = integrated_gradients_batch(model, x.expand(K, -1, -1, -1), references, cls, n_steps)
+    return attr.mean(0, keepdim=True), float(delta.mean().abs())
 
 
 def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from timm.layers import trunc_normal_
+from timm.models.convit import GPSA
 from torch import nn
 
 from backend.data.relational import RELATIONAL_CLASSES
@@ -34,7 +35,7 @@ def undo_local_init(model: nn.Module) -> nn.Module:
     """Re-draw every GPSA's `pos_proj` and `v` weights as timm's `_init_weights` draws other linears."""
     with torch.no_grad():
         for m in model.modules():
-            if hasattr(m, "local_init") and hasattr(m, "pos_proj"):
+            if isinstance(m, GPSA):
                 trunc_normal_(m.pos_proj.weight, std=0.02)
                 trunc_normal_(m.v.weight, std=0.02)
     return model
@@ -67,7 +68,12 @@ _MODELS: dict[str, tuple[str, Any, str, dict[str, Any]]] = {
         "vit",
         build_deit_relational,
         "DeiT-like ViT (the ConViT code with local_up_to_layer=0) trained on relational same/different.",
-        {"gradcam_layer": "blocks.5.norm1", "token_grid": True, "num_prefix_tokens": 1, "local_up_to_layer": 0},
+        {
+            "gradcam_layer": "blocks.5.norm1",
+            "token_grid": True,
+            "num_prefix_tokens": 1,
+            "local_up_to_layer": 0,
+        },
     ),
     "convit-nolocal-relational": (
         "convit",

@@ -59,7 +59,8 @@ def train_relational(
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     data = {
-        s: load_relational(s, seed=seed, n=int(recipe[f"{s}_size"])).tensors() for s in ("train", "val", "test")
+        s: load_relational(s, seed=seed, n=int(recipe[f"{s}_size"])).tensors()
+        for s in ("train", "val", "test")
     }
     model = entry.builder()
     (xv, yv), (xt, yt) = data["val"], data["test"]

@@ -267,7 +267,8 @@ class AttentionLab(Lab):
             where = f"probe set of {params.probe_size} test images" if on_probe else "this image"
             parts.append(
                 f"{name}: mean attention distance {mad.mean(1)[0]:.1f} px in layer 0 → "
-                f"{mad.mean(1)[-1]:.1f} px in layer {len(mad) - 1} ({where}); heads at {frac.min():.0%}–{frac.max():.0%} of uniform "
+                f"{mad.mean(1)[-1]:.1f} px in layer {len(mad) - 1} ({where}); heads at "
+                f"{frac.min():.0%}–{frac.max():.0%} of uniform "
                 f"attention's distance, entropy {ent.min():.2f}–{ent.max():.2f} × log T"
             )
         first = next(iter(per_model.values()))

@@ -610,3 +610,48 @@ def cascade_curves(
     fig.add_hline(y=0, line_dash="dot", line_color="#888")
     fig.update_layout(title=title, height=420 * n_rows + 60, legend={"orientation": "h", "y": 1.08, "x": 0})
     return to_json(fig)
+
+
+def matrix_heatmaps(
+    panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]],
+    title: str,
+    *,
+    zmin: float,
+    zmax: float,
+    colorbar_title: str = "",
+    cols: int | None = None,
+) -> dict[str, Any]:
+    """Several labelled matrices (subtitle, z, x labels, y labels) side by side on ONE colour scale with one
+    colour bar, values written in the cells, e.g. σ(λ) per layer × head for models trained on two tasks."""
+    n = len(panels)
+    cols = cols or min(n, 3)
+    n_rows = (n + cols - 1) // cols
+    fig = make_subplots(
+        rows=n_rows,
+        cols=cols,
+        subplot_titles=[p[0] for p in panels],
+        horizontal_spacing=0.08,
+        vertical_spacing=0.25 / max(n_rows, 1),
+    )
+    for i, (_, z, xl, yl) in enumerate(panels):
+        z = np.asarray(z, dtype=float)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=list(xl),
+                y=list(yl),
+                colorscale=SEQUENTIAL,
+                zmin=zmin,
+                zmax=zmax,
+                text=np.round(z, 2),
+                texttemplate="%{text}",
+                showscale=i == 0,
+                colorbar={"title": {"text": colorbar_title}},
+            ),
+            row=i // cols + 1,
+            col=i % cols + 1,
+        )
+    fig.update_yaxes(autorange="reversed")
+    per_row = max(300, 60 * max(np.asarray(p[1]).shape[0] for p in panels) + 140)
+    fig.update_layout(title=title, height=per_row * n_rows + 60, width=max(560, 330 * cols + 120))
+    return to_json(fig)

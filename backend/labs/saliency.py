@@ -7,8 +7,10 @@
   It is put in place only inside `token_grid_target(...)` and the original module comes back after.
 - Integrated Gradients (Sundararajan et al., ICML 2017): captum `IntegratedGradients` with the
   convergence delta Σ IG − (F(x) − F(x′)) returned and shown.
-- Sanity baseline (Adebayo et al., NeurIPS 2018, "Sanity checks for saliency maps"): the same method on a
-  deep copy of the model with every weight re-initialised.
+- Expected gradients (Erion et al., Nature Machine Intelligence 2021): IG averaged over reference images.
+- Sanity checks (Adebayo et al., NeurIPS 2018) live in `sanity.py`: the random model is rebuilt by the
+  model's own builder. `randomised_copy` below is the earlier PyTorch-default re-initialisation, kept only
+  to show what it got wrong (it wipes ConViT's locality initialisation).
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ def expected_gradients(
 
 
 def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Deep copy with every weight re-initialised (the model itself is not touched).
+    """Deep copy with every weight re-initialised (the model itself is not touched). Superseded by
+    `sanity.rebuild_random`: PyTorch defaults here erase initialisations that belong to the architecture.
 
     Modules with `reset_parameters` use their own init; parameters no such module owns (ConViT's
     cls_token, pos_embed, gating_param) are drawn from N(0, 0.02²).

@@ -20,28 +20,10 @@ import torch
 
 from backend.config import get_settings
 from backend.data.relational import load_relational
-from backend.models.relational import RELATIONAL_MODELS, relational_entry
+from backend.models.relational import RELATIONAL_MODELS, RELATIONAL_RECIPE, relational_entry
 from backend.train.classifier import evaluate, seed_everything, train_classifier
 from backend.train.commands import code_version, count_params, save_weights
 from backend.train.history import ConvitHistory
-
-# Sized for this project's CPU budget (about 12 CPU-minutes per model on one thread), not to convergence.
-RELATIONAL_RECIPE: dict[str, Any] = {
-    "dataset": "relational",
-    "train_size": 20000,
-    "val_size": 2000,
-    "test_size": 2000,
-    "batch_size": 64,
-    "steps": 1500,
-    "lr": 1e-3,
-    "weight_decay": 0.05,
-    "warmup_frac": 0.05,
-    "label_smoothing": 0.0,
-    "grad_clip": 1.0,
-    "adv_eps": 0.0,
-    "adv_steps": 0,
-    "adv_alpha": 0.0,
-}
 
 
 def train_relational(

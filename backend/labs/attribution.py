@@ -47,6 +47,7 @@ from backend.models.preprocess import data_config, display_image, preprocess
 BaselineKind = Literal["expected", "blurred", "black", "zero"]
 BASELINE_KINDS: tuple[str, ...] = ("expected", "blurred", "black", "zero")
 HOLDS_CLASS = 0.5  # warn when the baseline gives the explained class at least this probability
+UNCONVERGED = 0.1  # warn when the map changes by more than this (relative L2) from n to 2n steps
 
 
 class AttributionParams(LabParams):
@@ -245,6 +246,11 @@ class AttributionLab(Lab):
                 "ig_convergence_delta_2n": delta2,
                 "ig_map_change_n_to_2n": nan_to_none(r["ig_change_n_2n"]),
             }
+            if r["ig_change_n_2n"] > UNCONVERGED:
+                warnings.append(
+                    f"{m.name}: the IG map still changes {r['ig_change_n_2n']:.0%} between "
+                    f"{params.ig_steps} and {2 * params.ig_steps} steps; raise ig_steps"
+                )
             if chosen["holds_class"]:
                 warnings.append(
                     f"{m.name}: the {kind} baseline already gives '{r['class']}' p = {chosen['p_class']:.2f} "

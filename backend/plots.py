@@ -443,6 +443,31 @@ def styled_lines(
 # --- Sanity checks, baselines and references (appended for the ConViT labs, issue 14) ---------------
 
 
+def _top_title(fig: go.Figure, title: str, top: int = 200) -> None:
+    """A tall top margin: the UI wraps long titles onto several lines, which must not run into the panel
+    titles below them."""
+    fig.update_layout(title=title, margin={"t": top})
+
+
+def _square_each(fig: go.Figure, n: int) -> None:
+    """Image-like axes, each subplot square on its own (anchoring all to the first x distorts the rest)."""
+    for k in range(1, n + 1):
+        sx = "" if k == 1 else str(k)
+        fig.update_layout(
+            {
+                f"xaxis{sx}": {"showticklabels": False, "showgrid": False, "zeroline": False},
+                f"yaxis{sx}": {
+                    "showticklabels": False,
+                    "showgrid": False,
+                    "zeroline": False,
+                    "autorange": "reversed",
+                    "scaleanchor": f"x{sx}",
+                    "scaleratio": 1,
+                },
+            }
+        )
+
+
 def overlay_rows(
     rows: Sequence[tuple[str, np.ndarray | None, Sequence[tuple[str, np.ndarray]]]],
     title: str,
@@ -501,10 +526,9 @@ def overlay_rows(
                 row=i + 1,
                 col=j + 1,
             )
-    fig.update_layout(
-        title=title, height=300 * n_rows + 100, width=max(560, 270 * cols + 200), margin={"r": 160}
-    )
-    _square_axes(fig)
+    fig.update_layout(height=300 * n_rows + 180, width=max(560, 270 * cols + 200), margin={"r": 160})
+    _top_title(fig, title)
+    _square_each(fig, n_rows * cols)
     return to_json(fig)
 
 
@@ -518,15 +542,26 @@ def spread_chart(
 ) -> dict[str, Any]:
     """Box plus every point, per category (e.g. model) and series (e.g. method): groups[series][category]
     = values. None/NaN values are left out (missing, not zero); the category label says how many."""
+    # One label per category for every series, saying how many values each series could not define.
+    cats: list[str] = []
+    for per_cat in groups.values():
+        cats += [c for c in per_cat if c not in cats]
+    labels = {}
+    for cat in cats:
+        notes = []
+        for series, per_cat in groups.items():
+            got = list(per_cat.get(cat, []))
+            missing = sum(1 for v in got if v is None or not np.isfinite(v))
+            if missing:
+                notes.append(f"{series}: {missing} of {len(got)} undefined")
+        labels[cat] = cat + ("<br>(" + "; ".join(notes) + ")" if notes else "")
     fig = go.Figure()
     for i, (series, per_cat) in enumerate(groups.items()):
         xs: list[str] = []
         ys: list[float] = []
         for cat, values in per_cat.items():
             vals = [float(v) for v in values if v is not None and np.isfinite(v)]
-            missing = len(list(values)) - len(vals)
-            label = f"{cat}<br>({missing} of {len(list(values))} undefined)" if missing else cat
-            xs += [label] * len(vals)
+            xs += [labels[cat]] * len(vals)
             ys += vals
         fig.add_trace(
             go.Box(
@@ -541,6 +576,7 @@ def spread_chart(
                 boxmean=True,
             )
         )
+    fig.update_xaxes(categoryorder="array", categoryarray=[labels[c] for c in cats])
     if reference is not None:
         fig.add_hline(y=reference[0], line_dash="dash", line_color="#555", annotation_text=reference[1])
     fig.update_layout(
@@ -608,7 +644,9 @@ def cascade_curves(
         )
     fig.update_yaxes(range=list(yrange), title=yaxis_title, col=1)
     fig.add_hline(y=0, line_dash="dot", line_color="#888")
-    fig.update_layout(title=title, height=420 * n_rows + 60, legend={"orientation": "h", "y": 1.08, "x": 0})
+    # Legend on the right, outside the panels: above them it would sit on the panel titles.
+    fig.update_layout(height=440 * n_rows + 120)
+    _top_title(fig, title)
     return to_json(fig)
 
 
@@ -653,5 +691,6 @@ def matrix_heatmaps(
         )
     fig.update_yaxes(autorange="reversed")
     per_row = max(300, 60 * max(np.asarray(p[1]).shape[0] for p in panels) + 140)
-    fig.update_layout(title=title, height=per_row * n_rows + 60, width=max(560, 330 * cols + 120))
+    fig.update_layout(height=per_row * n_rows + 120, width=max(560, 330 * cols + 120))
+    _top_title(fig, title)
     return to_json(fig)

@@ -48,7 +48,9 @@ def rebuild_random(entry: ModelEntry, model: nn.Module, seed: int) -> nn.Module:
         if "timm" in entry.extra:  # the registry's timm builder loads pretrained weights: build bare
             import timm
 
-            fresh = timm.create_model(str(entry.extra["timm"]), pretrained=False)
+            fresh = timm.create_model(
+                str(entry.extra["timm"]), pretrained=False, num_classes=len(entry.class_names)
+            )
         else:
             fresh = entry.builder()
         _redraw_constant_matrices(fresh)

@@ -592,3 +592,259 @@ def xy_lines(
         margin={"t": 90},
     )
     return to_json(fig)
+
+
+# --- Sanity checks, baselines and references (appended for the ConViT labs, issue 14) ---------------
+
+
+def _top_title(fig: go.Figure, title: str, top: int = 200) -> None:
+    """A tall top margin: the UI wraps long titles onto several lines, which must not run into the panel
+    titles below them."""
+    fig.update_layout(title=title, margin={"t": top})
+
+
+def _square_each(fig: go.Figure, n: int) -> None:
+    """Image-like axes, each subplot square on its own (anchoring all to the first x distorts the rest)."""
+    for k in range(1, n + 1):
+        sx = "" if k == 1 else str(k)
+        fig.update_layout(
+            {
+                f"xaxis{sx}": {"showticklabels": False, "showgrid": False, "zeroline": False},
+                f"yaxis{sx}": {
+                    "showticklabels": False,
+                    "showgrid": False,
+                    "zeroline": False,
+                    "autorange": "reversed",
+                    "scaleanchor": f"x{sx}",
+                    "scaleratio": 1,
+                },
+            }
+        )
+
+
+def overlay_rows(
+    rows: Sequence[tuple[str, np.ndarray | None, Sequence[tuple[str, np.ndarray]]]],
+    title: str,
+    *,
+    signed: bool = False,
+    colorbar_title: str = "",
+    opacity: float = 0.6,
+) -> dict[str, Any]:
+    """One row per model: (row label, image, [(panel title, map), ...]). The maps of a row share one
+    colour scale (range set by the row's largest value), with one labelled colour bar beside the row, so
+    a weak map (e.g. from random weights) looks as weak as it is next to its trained twin."""
+    n_rows = len(rows)
+    cols = max(len(r[2]) for r in rows)
+    titles = []
+    for label, _, panels in rows:
+        titles += [f"{label}<br>{t}" for t, _ in panels] + [""] * (cols - len(panels))
+    fig = make_subplots(
+        rows=n_rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12 / max(n_rows, 1) + 0.04
+    )
+    for i, (label, image, panels) in enumerate(rows):
+        heats = [np.asarray(h, dtype=float) for _, h in panels]
+        top = max((float(np.nanmax(np.abs(h))) for h in heats if h.size), default=0.0) or 1.0
+        zmin, zmax = (-top, top) if signed else (0.0, top)
+        y_mid = 1 - (i + 0.5) / n_rows
+        for j, heat in enumerate(heats):
+            h, w = heat.shape
+            if image is not None:
+                ih, iw = image.shape[:2]
+                fig.add_trace(_image_trace(image), row=i + 1, col=j + 1)
+                dx, dy = iw / w, ih / h
+                x0, y0 = dx / 2 - 0.5, dy / 2 - 0.5
+            else:
+                dx = dy = 1.0
+                x0 = y0 = 0.0
+            fig.add_trace(
+                go.Heatmap(
+                    z=heat,
+                    x0=x0,
+                    dx=dx,
+                    y0=y0,
+                    dy=dy,
+                    colorscale=DIVERGING if signed else SEQUENTIAL,
+                    zmin=zmin,
+                    zmax=zmax,
+                    opacity=opacity if image is not None else 1.0,
+                    showscale=j == 0,
+                    colorbar={
+                        "title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
+                        "y": y_mid,
+                        "len": 0.85 / n_rows,
+                        "x": 1.02,
+                        "thickness": 12,
+                    },
+                    hovertemplate="row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
+                ),
+                row=i + 1,
+                col=j + 1,
+            )
+    fig.update_layout(height=300 * n_rows + 180, width=max(560, 270 * cols + 200), margin={"r": 160})
+    _top_title(fig, title)
+    _square_each(fig, n_rows * cols)
+    return to_json(fig)
+
+
+def spread_chart(
+    groups: Mapping[str, Mapping[str, Sequence[float | None]]],
+    title: str,
+    *,
+    yaxis_title: str = "",
+    yrange: tuple[float, float] | None = None,
+    reference: tuple[float, str] | None = None,
+) -> dict[str, Any]:
+    """Box plus every point, per category (e.g. model) and series (e.g. method): groups[series][category]
+    = values. None/NaN values are left out (missing, not zero); the category label says how many."""
+    # One label per category for every series, saying how many values each series could not define.
+    cats: list[str] = []
+    for per_cat in groups.values():
+        cats += [c for c in per_cat if c not in cats]
+    labels = {}
+    for cat in cats:
+        notes = []
+        for series, per_cat in groups.items():
+            got = list(per_cat.get(cat, []))
+            missing = sum(1 for v in got if v is None or not np.isfinite(v))
+            if missing:
+                notes.append(f"{series}: {missing} of {len(got)} undefined")
+        labels[cat] = cat + ("<br>(" + "; ".join(notes) + ")" if notes else "")
+    fig = go.Figure()
+    for i, (series, per_cat) in enumerate(groups.items()):
+        xs: list[str] = []
+        ys: list[float] = []
+        for cat, values in per_cat.items():
+            vals = [float(v) for v in values if v is not None and np.isfinite(v)]
+            xs += [labels[cat]] * len(vals)
+            ys += vals
+        fig.add_trace(
+            go.Box(
+                x=xs,
+                y=ys,
+                name=series,
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"color": PALETTE[i % len(PALETTE)], "size": 5, "opacity": 0.6},
+                line={"color": PALETTE[i % len(PALETTE)]},
+                boxmean=True,
+            )
+        )
+    fig.update_xaxes(categoryorder="array", categoryarray=[labels[c] for c in cats])
+    if reference is not None:
+        fig.add_hline(y=reference[0], line_dash="dash", line_color="#555", annotation_text=reference[1])
+    fig.update_layout(
+        title=title,
+        boxmode="group",
+        height=460,
+        yaxis_title=yaxis_title,
+        legend={"orientation": "h", "y": -0.25},
+    )
+    if yrange is not None:
+        fig.update_yaxes(range=list(yrange))
+    return to_json(fig)
+
+
+def cascade_curves(
+    per_model: Mapping[
+        str, tuple[Sequence[str], Mapping[str, tuple[Sequence[float | None], Sequence[float | None]]]]
+    ],
+    title: str,
+    *,
+    yaxis_title: str = "",
+    yrange: tuple[float, float] = (-1.0, 1.0),
+) -> dict[str, Any]:
+    """One panel per model: x = units randomised so far (from the output down), one line per method with
+    ±std error bars; missing values (None) break the line instead of reading as 0."""
+    names = list(per_model)
+    cols = min(len(names), 2)
+    n_rows = (len(names) + cols - 1) // cols
+    fig = make_subplots(
+        rows=n_rows, cols=cols, subplot_titles=names, shared_yaxes=True, vertical_spacing=0.3 / max(n_rows, 1)
+    )
+    methods: list[str] = []
+    for i, name in enumerate(names):
+        labels, series = per_model[name]
+        for method, (mean, std) in series.items():
+            if method not in methods:
+                methods.append(method)
+            k = methods.index(method)
+            fig.add_trace(
+                go.Scatter(
+                    x=list(range(len(labels))),
+                    y=[None if v is None or not np.isfinite(v) else float(v) for v in mean],
+                    error_y={
+                        "type": "data",
+                        "array": [0.0 if s is None or not np.isfinite(s) else float(s) for s in std],
+                    },
+                    mode="lines+markers",
+                    name=method,
+                    legendgroup=method,
+                    showlegend=i == 0,
+                    line={"color": PALETTE[k % len(PALETTE)]},
+                    customdata=list(labels),
+                    hovertemplate="%{customdata}: %{y:.2f}<extra>" + method + "</extra>",
+                ),
+                row=i // cols + 1,
+                col=i % cols + 1,
+            )
+        fig.update_xaxes(
+            tickvals=list(range(len(labels))),
+            ticktext=[str(t) for t in labels],
+            tickangle=-50,
+            tickfont={"size": 11},
+            row=i // cols + 1,
+            col=i % cols + 1,
+        )
+    fig.update_yaxes(range=list(yrange), title=yaxis_title, col=1)
+    fig.add_hline(y=0, line_dash="dot", line_color="#888")
+    # Legend on the right, outside the panels: above them it would sit on the panel titles.
+    fig.update_layout(height=440 * n_rows + 120)
+    _top_title(fig, title)
+    return to_json(fig)
+
+
+def matrix_heatmaps(
+    panels: Sequence[tuple[str, np.ndarray, Sequence[str], Sequence[str]]],
+    title: str,
+    *,
+    zmin: float,
+    zmax: float,
+    colorbar_title: str = "",
+    cols: int | None = None,
+) -> dict[str, Any]:
+    """Several labelled matrices (subtitle, z, x labels, y labels) side by side on ONE colour scale with one
+    colour bar, values written in the cells, e.g. σ(λ) per layer × head for models trained on two tasks."""
+    n = len(panels)
+    cols = cols or min(n, 3)
+    n_rows = (n + cols - 1) // cols
+    fig = make_subplots(
+        rows=n_rows,
+        cols=cols,
+        subplot_titles=[p[0] for p in panels],
+        horizontal_spacing=0.08,
+        vertical_spacing=0.25 / max(n_rows, 1),
+    )
+    for i, (_, z, xl, yl) in enumerate(panels):
+        z = np.asarray(z, dtype=float)
+        fig.add_trace(
+            go.Heatmap(
+                z=z,
+                x=list(xl),
+                y=list(yl),
+                colorscale=SEQUENTIAL,
+                zmin=zmin,
+                zmax=zmax,
+                text=np.round(z, 2),
+                texttemplate="%{text}",
+                showscale=i == 0,
+                colorbar={"title": {"text": colorbar_title}},
+            ),
+            row=i // cols + 1,
+            col=i % cols + 1,
+        )
+    fig.update_yaxes(autorange="reversed")
+    per_row = max(300, 60 * max(np.asarray(p[1]).shape[0] for p in panels) + 140)
+    fig.update_layout(height=per_row * n_rows + 120, width=max(560, 330 * cols + 120))
+    _top_title(fig, title)
+    return to_json(fig)

@@ -4,8 +4,10 @@
   positional self-attention (GPSA) layers it is shown three ways: the total the model uses, the content
   part softmax(q·k) and the positional part softmax(w·r) (d'Ascoli et al., ICML 2021, arXiv 2103.10697).
 - Mean attention distance in pixels per head against layer (Dosovitskiy et al., ICLR 2021, Fig. 7),
-  for every chosen model on one chart, over a probe set of test images and for this image; a 3×3
-  convolution's "attention distance" on the same patch grid is drawn as a reference.
+  for every chosen model on one chart, over a probe set of test images and for this image, drawn against
+  its references: uniform attention (with and without the class token; a head near it is unselective, not
+  "global") and a 3×3 convolution on the same patch grid.
+- Attention entropy per head, as a fraction of log T (uniform attention = 1), beside the distance.
 - Attention rollout (Abnar & Zuidema, ACL 2020) from the layers where a CLS token exists.
 
 Everything is read from each block's real input in one hooked forward pass (fused attention switched off
@@ -14,6 +16,7 @@ only inside a context manager), never recomputed from the patch embeddings.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -22,6 +25,7 @@ from pydantic import Field
 
 from backend import plots
 from backend.labs.attention_maps import (
+    attention_entropy,
     attention_rollout,
     extract_attention,
     gpsa_components,
@@ -29,6 +33,7 @@ from backend.labs.attention_maps import (
     is_gpsa,
     mean_attention_distance,
     patch_size,
+    uniform_reference,
 )
 from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_lab
 from backend.labs.hooks import attention_blocks
@@ -145,6 +150,9 @@ class AttentionLab(Lab):
                     for a, p in zip(cap.attn, cap.prefix, strict=True)
                 ]
             )  # (L, H) pixels
+            entropy_image = np.stack(
+                [(attention_entropy(a)[0] / math.log(a.shape[-1])).cpu().numpy() for a in cap.attn]
+            )  # (L, H) fraction of the uniform entropy log T
             first_cls = next((i for i, p in enumerate(cap.prefix) if p > 0), None)
             rollout = None
             if first_cls is not None:
@@ -155,11 +163,17 @@ class AttentionLab(Lab):
                     n_prefix=cap.prefix[-1],
                 )
                 rollout = R[0, 0, cap.prefix[-1] :].reshape(grid).cpu().numpy()
+            cap_prefix = list(cap.prefix)
             del cap
 
-            mad_probe = None
+            mad_probe = entropy_probe = None
             if params.probe_size > 0 and has_probe_set(m.entry):  # else: this image only, said in the text
-                mad_probe = self._probe_mad(ctx, m, params, grid, patch, base, 1 / n_models)
+                mad_probe, entropy_probe = self._probe_mad(ctx, m, params, grid, patch, base, 1 / n_models)
+            # Uniform attention per layer: with its prefix tokens' columns dropped (not renormalised), unless
+            # rows are renormalised, when it is the patch-only value.
+            uniform = np.array(
+                [uniform_reference(grid, patch, 0 if params.renormalise else p) for p in cap_prefix]
+            )
 
             per_model[m.name] = {
                 "image": display_image(ctx.image, model),
@@ -174,12 +188,26 @@ class AttentionLab(Lab):
                 "rollout": rollout,
                 "rollout_from": first_cls,
                 "conv_reference": conv_reference(grid, patch),
+                "uniform_no_cls": uniform_reference(grid, patch, 0),
+                "uniform_cls": uniform_reference(grid, patch, 1),
+                "uniform_per_layer": uniform,
+                "has_prefix": any(p > 0 for p in cap_prefix),
+                "entropy_image": entropy_image,
+                "entropy_probe": entropy_probe,
             }
             mm = metrics.setdefault(m.name, {})
             mm["mad_px_per_layer_image"] = rounded(mad_image.mean(1))
-            if mad_probe is not None:
+            mm["uniform_attention_px"] = {
+                "without_cls": round(uniform_reference(grid, patch, 0), 3),
+                "with_cls": round(uniform_reference(grid, patch, 1), 3),
+            }
+            mm["conv3x3_px"] = round(conv_reference(grid, patch), 3)
+            mm["entropy_fraction_per_head_image"] = rounded(entropy_image)
+            if mad_probe is not None and entropy_probe is not None:
                 mm["mad_px_per_layer_probe"] = rounded(mad_probe.mean(1))
                 mm["mad_px_per_head_probe"] = rounded(mad_probe)
+                mm["mad_fraction_of_uniform_per_head_probe"] = rounded(mad_probe / uniform[:, None])
+                mm["entropy_fraction_per_head_probe"] = rounded(entropy_probe)
             mm["patch_size_px"] = list(patch)
             if gate is not None:
                 mm["gate_sigma_lambda"] = round(gate, 4)
@@ -205,10 +233,12 @@ class AttentionLab(Lab):
         patch: tuple[int, int],
         base: float,
         span: float,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean attention distance (pixels) and entropy (fraction of log T) per layer and head, (L, H)."""
         images, _ = probe_images(m.entry, params.probe_size, params.seed)
         xs = preprocess_batch(images, m.module)
         total: torch.Tensor | None = None
+        ent_total: torch.Tensor | None = None
         for start, xb in batches(xs, 64):
             ctx.progress(
                 base + span * (0.2 + 0.8 * start / len(xs)), f"{m.name}: probe set {start}/{len(xs)}"
@@ -220,22 +250,34 @@ class AttentionLab(Lab):
                     for a, p in zip(cap.attn, cap.prefix, strict=True)
                 ]
             )  # (L, H) summed over images
+            ent = torch.stack([attention_entropy(a).sum(0) / math.log(a.shape[-1]) for a in cap.attn])
             total = mad if total is None else total + mad
-        assert total is not None
-        return (total / len(xs)).cpu().numpy()
+            ent_total = ent if ent_total is None else ent_total + ent
+        assert total is not None and ent_total is not None
+        return (total / len(xs)).cpu().numpy(), (ent_total / len(xs)).cpu().numpy()
 
     @staticmethod
     def _summary(per_model: dict[str, dict[str, Any]], params: Any) -> str:
         parts = []
         for name, r in per_model.items():
             on_probe = r["mad_probe"] is not None
-            per_layer = (r["mad_probe"] if on_probe else r["mad_image"]).mean(1)
+            mad = r["mad_probe"] if on_probe else r["mad_image"]
+            ent = r["entropy_probe"] if on_probe else r["entropy_image"]
+            frac = mad / r["uniform_per_layer"][:, None]
             where = f"probe set of {params.probe_size} test images" if on_probe else "this image"
             parts.append(
-                f"{name}: mean attention distance {per_layer[0]:.1f} px in layer 0 → {per_layer[-1]:.1f} px "
-                f"in layer {len(per_layer) - 1} ({where})"
+                f"{name}: mean attention distance {mad.mean(1)[0]:.1f} px in layer 0 → "
+                f"{mad.mean(1)[-1]:.1f} px in layer {len(mad) - 1} ({where}); heads at "
+                f"{frac.min():.0%}–{frac.max():.0%} of uniform "
+                f"attention's distance, entropy {ent.min():.2f}–{ent.max():.2f} × log T"
             )
-        return "; ".join(parts) + "."
+        first = next(iter(per_model.values()))
+        refs = (
+            f" References on this patch grid: uniform attention {first['uniform_no_cls']:.2f} px without the "
+            f"class token ({first['uniform_cls']:.2f} px with it), a 3×3 convolution "
+            f"{first['conv_reference']:.2f} px."
+        )
+        return "; ".join(parts) + "." + refs
 
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]:
         per_model = result.arrays["per_model"]
@@ -263,16 +305,39 @@ class AttentionLab(Lab):
             kinds["this image"] = r["mad_image"]
             curves[name] = kinds
         ref = {
-            f"uniform 3×3 conv on the patch grid ({first['conv_reference']:.1f} px)": [
-                first["conv_reference"]
-            ]
+            f"uniform attention, no class token ({first['uniform_no_cls']:.1f} px)": [
+                first["uniform_no_cls"]
+            ],
         }
+        if any(r["has_prefix"] for r in per_model.values()) and not params.renormalise:
+            ref[f"uniform attention with class token ({first['uniform_cls']:.1f} px)"] = [
+                first["uniform_cls"]
+            ]
+        ref[f"3×3 convolution on the patch grid ({first['conv_reference']:.1f} px)"] = [
+            first["conv_reference"]
+        ]
         figs.append(
             plots.head_layer_scatter(
                 curves,
                 "Mean attention distance per head" + (" (rows renormalised)" if params.renormalise else ""),
                 yaxis_title="mean attention distance (pixels)",
                 references=ref,
+            )
+        )
+        entropies: dict[str, dict[str, np.ndarray]] = {}
+        for name, r in per_model.items():
+            kinds = {}
+            if r["entropy_probe"] is not None:
+                kinds[f"probe set (n={result.arrays['probe_size']})"] = r["entropy_probe"]
+            kinds["this image"] = r["entropy_image"]
+            entropies[name] = kinds
+        figs.append(
+            plots.head_layer_scatter(
+                entropies,
+                "Attention entropy per head, as a fraction of uniform attention's log T "
+                "(1 = attends everywhere equally, 0 = one token)",
+                yaxis_title="entropy / log T",
+                references={"uniform attention (1.0)": [1.0]},
             )
         )
         rollouts = [

@@ -126,6 +126,26 @@ def mean_attention_distance(
     return (a * d).sum(-1).mean(-1)  # mean over queries i of Σ_j A_ij D_ij
 
 
+def uniform_reference(grid: tuple[int, int], patch: tuple[int, int], n_prefix: int = 0) -> float:
+    """Mean attention distance (pixels) of uniform attention, 1/T over all T = n_prefix + N tokens.
+
+    With prefix tokens their columns are dropped without renormalising (as `mean_attention_distance`
+    does by default), so the value is N/T times the mean patch-to-patch distance. A head near this line
+    is unselective, not "global"."""
+    d = token_distances(grid, patch)  # (N, N)
+    n = d.shape[0]
+    return float(d.mean()) * n / (n + n_prefix)
+
+
+def attention_entropy(attn: torch.Tensor) -> torch.Tensor:
+    """Mean over queries of the entropy −Σ_j A_ij log A_ij (nats) of each row, (B, H), over all T tokens.
+
+    Uniform attention gives log T, attention to a single token 0."""
+    a = attn.float().clamp_min(0)
+    ent = -(a * torch.log(a.clamp_min(1e-30))).sum(-1)  # (B, H, T); 0·log 0 = 0
+    return ent.mean(-1)
+
+
 def attention_rollout(
     attns: list[torch.Tensor], *, head_fusion: str = "mean", discard_ratio: float = 0.0, n_prefix: int = 1
 ) -> torch.Tensor:

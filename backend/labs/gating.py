@@ -8,6 +8,9 @@ and initialised to 1 (σ = 0.73: mostly positional, i.e. convolution-like). This
 - each head's positional centre Δ_h and locality strength α_h, read back from `pos_proj` as ConViT's
   `main.py` logs them (span = −1/w₃, Δ = (w₁, w₂)·span/2, α = −w₃);
 - the gates and the nonlocality during training, from the zoo's history file;
+- the same gates for ConViTs trained on a relational same/different task (backend/data/relational.py),
+  with and without the locality initialisation, beside the chosen model's, with their accuracies and
+  how far each gate moved from its initial 0.73;
 - a counterfactual: set one head's or one layer's gate (σ → 0: content only; σ → 1: position only),
   run the probe set again and compare accuracy, nonlocality and this image's prediction. The gates are
   patched only inside a context manager that restores the stored values exactly.
@@ -59,6 +62,11 @@ class GatingParams(LabParams):
         default=128, ge=16, le=512, description="Test images used to measure accuracy and nonlocality"
     )
     seed: int = Field(default=0, ge=0, description="Seed of the probe set drawn from the test split")
+    compare_tasks: bool = Field(
+        default=True,
+        description="Also show the gates of the ConViTs trained on the relational same/different task "
+        "(with and without the local initialisation), side by side with the chosen model's",
+    )
 
 
 def history_path(entry: ModelEntry) -> Path | None:
@@ -79,6 +87,38 @@ def load_history(entry: ModelEntry) -> list[dict[str, Any]] | None:
 
 def rounded(a: Any, digits: int = 4) -> Any:
     return np.round(np.asarray(a, dtype=np.float64), digits).tolist()
+
+
+def gate_move(history: list[dict[str, Any]] | None) -> float | None:
+    """Largest |σ(λ) at the end − σ(λ) at step 0| over GPSA heads, from the training history."""
+    if not history or "gates" not in history[0] or "gates" not in history[-1]:
+        return None
+    return float(np.abs(np.asarray(history[-1]["gates"]) - np.asarray(history[0]["gates"])).max())
+
+
+def task_models() -> dict[str, dict[str, Any]]:
+    """Gates, accuracy and gate movement of the relational-task models whose weights are shipped."""
+    from backend.models.relational import RELATIONAL_MODELS, load_relational_model, relational_entry
+
+    out: dict[str, dict[str, Any]] = {}
+    for name in RELATIONAL_MODELS:
+        entry = relational_entry(name)
+        if entry.weights_path is None or not entry.weights_path.exists():
+            continue
+        card = entry.card() or {}
+        info: dict[str, Any] = {
+            "task": "relational (same/different)",
+            "test_accuracy": card.get("test_accuracy"),
+            "chance": 0.5,
+            "steps": card.get("steps"),
+            "local_init": card.get("local_init"),
+        }
+        if entry.family == "convit":
+            _, model = load_relational_model(name)
+            hist = load_history(entry)
+            info.update(gates=gates(model), layers=gpsa_layers(model), gate_move=gate_move(hist))
+        out[name] = info
+    return out
 
 
 @register_lab
@@ -165,10 +205,30 @@ class GatingLab(Lab):
                     mm["cf_image_prediction"] = names[int(np.argmax(cf["image_probs"]))]
             if r["history"] is None:
                 text += "; no training history file found"
+            move = gate_move(r["history"])
+            if move is not None:
+                mm["largest_gate_move_in_training"] = round(move, 4)
+                text += f"; its gates moved at most {move:.3f} from their initial 0.73 during training"
             per_model[m.name] = r
             metrics[m.name] = mm
             texts.append(text)
-        return LabResult(arrays={"per_model": per_model}, metrics=metrics, text=". ".join(texts) + ".")
+        tasks = task_models() if params.compare_tasks else {}
+        for name, info in tasks.items():
+            tm: dict[str, Any] = {
+                "test_accuracy": info["test_accuracy"],
+                "chance": info["chance"],
+                "local_init": info["local_init"],
+            }
+            if "gates" in info:
+                tm["gate_sigma_lambda"] = rounded(info["gates"])
+                tm["gate_mean_per_layer"] = rounded(info["gates"].mean(1))
+                tm["largest_gate_move_in_training"] = info["gate_move"]
+            metrics[name] = tm
+            if info["test_accuracy"] is not None:
+                texts.append(f"{name}: test accuracy {info['test_accuracy']:.1%} (chance 50%)")
+        return LabResult(
+            arrays={"per_model": per_model, "tasks": tasks}, metrics=metrics, text=". ".join(texts) + "."
+        )
 
     @staticmethod
     def _targets(params: Any, layers: list[int], heads: int) -> tuple[dict[int, list[int] | None], str]:
@@ -259,10 +319,65 @@ class GatingLab(Lab):
                 square=True,
             )
         )
+        tasks = result.arrays.get("tasks") or {}
+        if tasks:
+            figs.extend(self._task_figures(per_model, tasks))
         for name, r in per_model.items():
             figs.extend(self._history_figures(name, r))
             if r["cf"] is not None:
                 figs.extend(self._counterfactual_figures(name, r))
+        return figs
+
+    @staticmethod
+    def _task_figures(per_model: dict[str, Any], tasks: dict[str, Any]) -> list[dict[str, Any]]:
+        panels = []
+        for name, r in per_model.items():
+            g = r["gates"]
+            panels.append(
+                (
+                    f"{name} (shapes)",
+                    g,
+                    [f"head {h}" for h in range(g.shape[1])],
+                    [f"layer {i}" for i in r["layers"]],
+                )
+            )
+        for name, info in tasks.items():
+            if "gates" not in info:
+                continue
+            g = info["gates"]
+            init = "local init" if info["local_init"] else "no local init"
+            panels.append(
+                (
+                    f"{name} (same/different, {init})",
+                    g,
+                    [f"head {h}" for h in range(g.shape[1])],
+                    [f"layer {i}" for i in info["layers"]],
+                )
+            )
+        figs = [
+            plots.matrix_heatmaps(
+                panels,
+                "Gates σ(λ) after training, two tasks side by side (all start at 0.73; "
+                "1 = positional, 0 = content)",
+                zmin=0.0,
+                zmax=1.0,
+                colorbar_title="σ(λ)",
+            )
+        ]
+        names = [n for n, info in tasks.items() if info["test_accuracy"] is not None]
+        if names:
+            figs.append(
+                plots.grouped_bars(
+                    names,
+                    {
+                        "test accuracy": [float(tasks[n]["test_accuracy"]) for n in names],
+                        "chance": [float(tasks[n]["chance"]) for n in names],
+                    },
+                    "Same/different task: test accuracy of each architecture (same data, same steps)",
+                    yaxis_title="accuracy",
+                    yrange=(0.0, 1.05),
+                )
+            )
         return figs
 
     @staticmethod

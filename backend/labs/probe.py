@@ -22,11 +22,16 @@ def has_probe_set(entry: ModelEntry) -> bool:
     return info is not None and "test" in info.splits and bool(info.class_names)
 
 
-def probe_images(entry: ModelEntry, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """n test-split images (N, H, W, 3) uint8 and labels (N,) of the dataset the model was trained on."""
+def probe_images(
+    entry: ModelEntry, n: int, seed: int = 0, split: str = "test"
+) -> tuple[np.ndarray, np.ndarray]:
+    """n images (N, H, W, 3) uint8 and labels (N,) of one split of the dataset the model was trained on.
+
+    The project's datasets deal their labels out evenly (a shuffled arange % classes), so any n images
+    hold ⌊n / classes⌋ or one more of each class."""
     if has_probe_set(entry):
-        split = load_dataset(entry.dataset, "test", n=n, seed=seed)
-        return split.images, split.labels
+        s = load_dataset(entry.dataset, split, n=n, seed=seed)
+        return s.images, s.labels
     known = ", ".join(d.name for d in list_datasets() if d.class_names)
     raise ValueError(
         f"{entry.name!r} was trained on {entry.dataset!r}, which has no probe set here (only "

@@ -7,8 +7,10 @@
   It is put in place only inside `token_grid_target(...)` and the original module comes back after.
 - Integrated Gradients (Sundararajan et al., ICML 2017): captum `IntegratedGradients` with the
   convergence delta Σ IG − (F(x) − F(x′)) returned and shown.
-- Sanity baseline (Adebayo et al., NeurIPS 2018, "Sanity checks for saliency maps"): the same method on a
-  deep copy of the model with every weight re-initialised.
+- Expected gradients (Erion et al., Nature Machine Intelligence 2021): IG averaged over reference images.
+- Sanity checks (Adebayo et al., NeurIPS 2018) live in `sanity.py`: the random model is rebuilt by the
+  model's own builder. `randomised_copy` below is the earlier PyTorch-default re-initialisation, kept only
+  to show what it got wrong (it wipes ConViT's locality initialisation).
 """
 
 from __future__ import annotations
@@ -92,8 +94,11 @@ def prepare_for_backward(model: nn.Module) -> None:
             m.rel_indices = rel.clone()
 
 
+Targets = int | list[int] | torch.Tensor  # one class for the batch, or one per image
+
+
 def gradcam(
-    model: nn.Module, target: CamTarget, x: torch.Tensor, cls: int, *, upsample: bool = True
+    model: nn.Module, target: CamTarget, x: torch.Tensor, cls: Targets, *, upsample: bool = True
 ) -> torch.Tensor:
     """ReLU(Σ_k α_k A^k) at the target layer, (B, 1, h, w), optionally upsampled to x's size."""
     prepare_for_backward(model)
@@ -106,9 +111,18 @@ def gradcam(
 
 
 def integrated_gradients(
-    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: int, n_steps: int = 32
+    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: Targets, n_steps: int = 32
 ) -> tuple[torch.Tensor, float]:
-    """IG attributions (B, C, H, W) and the convergence delta Σ IG − (F(x) − F(x′)) (Gauss–Legendre)."""
+    """IG attributions (B, C, H, W) and the largest convergence delta |Σ IG − (F(x) − F(x′))| of the batch
+    (Gauss–Legendre)."""
+    attr, delta = integrated_gradients_batch(model, x, baseline, cls, n_steps)
+    return attr, float(delta.abs().max())
+
+
+def integrated_gradients_batch(
+    model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: Targets, n_steps: int = 32
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG attributions (B, C, H, W) and the signed convergence delta per image, (B,)."""
     prepare_for_backward(model)
     with torch.enable_grad():
         attr, delta = IntegratedGradients(model).attribute(
@@ -117,14 +131,28 @@ def integrated_gradients(
             target=cls,
             n_steps=n_steps,
             method="gausslegendre",
-            internal_batch_size=n_steps,
+            internal_batch_size=max(x.shape[0], min(x.shape[0] * n_steps, 512)),  # memory cap
             return_convergence_delta=True,
         )
-    return attr.detach(), float(delta.detach().abs().max())
+    return attr.detach(), delta.detach()
+
+
+def expected_gradients(
+    model: nn.Module, x: torch.Tensor, references: torch.Tensor, cls: int, n_steps: int = 32
+) -> tuple[torch.Tensor, float]:
+    """IG averaged over K reference images x′_k (B=1): a deterministic quadrature of expected gradients
+    (Erion et al., Nature Machine Intelligence 2021, arXiv 1906.10670), E_k[IG(x; x′_k)].
+
+    Completeness holds for the mean: Σ attr = F(x) − mean_k F(x′_k). Returns (1, C, H, W) and that delta.
+    """
+    K = references.shape[0]
+    attr, delta = integrated_gradients_batch(model, x.expand(K, -1, -1, -1), references, cls, n_steps)
+    return attr.mean(0, keepdim=True), float(delta.mean().abs())
 
 
 def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Deep copy with every weight re-initialised (the model itself is not touched).
+    """Deep copy with every weight re-initialised (the model itself is not touched). Superseded by
+    `sanity.rebuild_random`: PyTorch defaults here erase initialisations that belong to the architecture.
 
     Modules with `reset_parameters` use their own init; parameters no such module owns (ConViT's
     cls_token, pos_embed, gating_param) are drawn from N(0, 0.02²).

@@ -65,13 +65,12 @@ def train_zoo_model(
     name: str, *, seed: int = 0, device: str = "cpu", out_dir: Path | None = None, progress: bool = True
 ) -> dict[str, Any]:
     """Train one zoo model from its recipe and write weights + card (+ ConViT history). Returns the card."""
-    from backend.models.registry import get_entry
-    from backend.models.zoo import RECIPES
+    from backend.models import get_entry
     from backend.train.classifier import evaluate, robust_accuracy, seed_everything, train_classifier
     from backend.train.history import ConvitHistory
 
     entry = get_entry(name)
-    recipe = RECIPES[name]
+    recipe = entry.recipe
     out_dir = out_dir or get_settings().weights_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
@@ -161,10 +160,9 @@ def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tu
 
 
 def zoo_names() -> list[str]:
-    from backend.models.registry import list_models
-    from backend.models.zoo import RECIPES
+    from backend.models import list_models
 
-    return [e.name for e in list_models() if e.source == "zoo" and e.name in RECIPES]
+    return [e.name for e in list_models() if e.source == "zoo" and e.recipe]
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -186,7 +184,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def zoo_table() -> list[dict[str, Any]]:
-    from backend.models.registry import list_models
+    from backend.models import list_models
 
     rows = []
     for e in list_models():

@@ -21,7 +21,7 @@ from backend.models.registry import get_entry
 SMALL = {
     "attention": {"probe_size": 16, "layer": 4, "head": 1, "query_row": 2, "query_col": 5},
     "gating": {"probe_size": 16, "counterfactual": "head", "cf_layer": 1, "cf_head": 2, "cf_sigma": 1.0},
-    "attribution": {"ig_steps": 8},
+    "attribution": {"ig_steps": 8, "seeds": 2, "probe_size": 2, "references": 2},
 }
 MODELS = {
     "attention": ["convit-shapes", "deit-shapes"],

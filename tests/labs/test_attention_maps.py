@@ -147,3 +147,33 @@ def test_fused_vit_is_read_with_fused_attention_off_only_inside() -> None:
     with pytest.raises(ValueError), no_fused_attn(vit), capture({"0": vit.blocks[0].attn.attn_drop}):
         raise ValueError("boom")
     assert fingerprint_diff(before, fingerprint(vit)) == []
+
+
+def test_uniform_attention_reference_by_hand() -> None:
+    from backend.labs.attention_maps import uniform_reference
+
+    # 1×3 grid, 1-px patches: distances [[0,1,2],[1,0,1],[2,1,0]] -> mean 8/9.
+    assert uniform_reference((1, 3), (1, 1)) == pytest.approx(8 / 9)
+    # 2×2 grid: each patch sees 0, 1, 1, √2 -> (2 + √2)/4; 4-px patches scale it by 4.
+    assert uniform_reference((2, 2), (1, 1)) == pytest.approx((2 + 2**0.5) / 4)
+    assert uniform_reference((2, 2), (4, 4)) == pytest.approx(2 + 2**0.5)
+    # With a class token the uniform row puts 1/5 on it; dropped without renormalising: × 4/5.
+    assert uniform_reference((2, 2), (1, 1), n_prefix=1) == pytest.approx((2 + 2**0.5) / 5)
+    # and it is what mean_attention_distance gives a uniform matrix with a CLS row/column
+    a = torch.full((1, 1, 5, 5), 1 / 5)
+    mad = mean_attention_distance(a, (2, 2), (1, 1), n_prefix=1)
+    assert float(mad) == pytest.approx((2 + 2**0.5) / 5)
+    # The numbers for the 8×8 grid of 4-px patches: 16.55 px, and 16.29 px with the class token.
+    assert uniform_reference((8, 8), (4, 4)) == pytest.approx(16.55, abs=0.005)
+    assert uniform_reference((8, 8), (4, 4), 1) == pytest.approx(16.29, abs=0.005)
+
+
+def test_attention_entropy_of_uniform_and_one_hot_rows() -> None:
+    from backend.labs.attention_maps import attention_entropy
+
+    uniform = torch.full((2, 3, 7, 7), 1 / 7)
+    assert torch.allclose(attention_entropy(uniform), torch.full((2, 3), math.log(7)))
+    one_hot = torch.eye(7).expand(1, 2, 7, 7)
+    assert torch.equal(attention_entropy(one_hot), torch.zeros(1, 2))
+    half = torch.tensor([0.5, 0.5, 0.0]).expand(1, 1, 3, 3)
+    assert float(attention_entropy(half)) == pytest.approx(math.log(2))

@@ -40,6 +40,8 @@ from backend.labs.hooks import attention_blocks
 from backend.labs.probe import batches, has_probe_set, preprocess_batch, probe_images
 from backend.models.preprocess import display_image, preprocess
 
+MAX_PROBE_IMAGES = 512  # probe_size × models: 256 images on 2 models took under a minute on one thread
+
 
 class AttentionParams(LabParams):
     layer: int = Field(default=0, ge=0, le=47, description="Block whose attention to show (0 = first)")
@@ -101,6 +103,12 @@ class AttentionLab(Lab):
     model_families = ("vit", "convit")
     max_models = 3
     default_models = ("convit-shapes", "deit-shapes")
+
+    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+        work = params.probe_size * len(models)
+        if work > MAX_PROBE_IMAGES:
+            return [f"probe images × models is {work:,}; at most {MAX_PROBE_IMAGES:,}"]
+        return []
 
     def run(self, ctx: LabContext, params: Any) -> LabResult:
         if ctx.image is None:

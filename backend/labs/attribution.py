@@ -50,6 +50,11 @@ HOLDS_CLASS = 0.5  # warn when the baseline gives the explained class at least t
 UNCONVERGED = 0.1  # warn when the map changes by more than this (relative L2) from n to 2n steps
 
 
+MAX_IG_WORK = 4096  # models × ig_steps × references (the default is 4 × 32 × 8 = 1,024)
+MAX_SANITY_WORK = 8192  # models × (probe images + 1) × seeds × sanity IG steps (default 1,120)
+CASCADE_UNITS = 8  # about how many layer groups a zoo model's cascade randomises, one IG each
+
+
 class AttributionParams(LabParams):
     target_class: int = Field(
         default=-1, ge=-1, le=100000, description="Class to explain (-1 = each model's own prediction)"
@@ -164,6 +169,25 @@ class AttributionLab(Lab):
     model_families = ("cnn", "robust-cnn", "vit", "convit", "mixer", "mlp")
     max_models = 5
     default_models = ("cnn-shapes", "deit-shapes", "convit-shapes", "mixer-shapes")
+
+    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+        # Forward-backward passes, roughly: IG at n and 2n steps per reference, and the sanity check's
+        # GradCAM + IG per image, seed and (in the cascade) unit. 512 IG steps on 5 models took 3 minutes
+        # and 3 GB on one CPU thread, so both products are capped.
+        problems = []
+        ig = len(models) * params.ig_steps * params.references
+        if ig > MAX_IG_WORK:
+            problems.append(f"models × IG steps × references is {ig:,}; at most {MAX_IG_WORK:,}")
+        if params.randomisation != "none":
+            cascade = CASCADE_UNITS if params.ig_in_cascade else 1
+            sanity = len(models) * (params.probe_size + 1) * params.seeds * params.sanity_ig_steps * cascade
+            if sanity > MAX_SANITY_WORK:
+                units = " × cascade units" if cascade > 1 else ""
+                problems.append(
+                    f"models × (images + 1) × seeds × sanity IG steps{units} is {sanity:,}; "
+                    f"at most {MAX_SANITY_WORK:,}"
+                )
+        return problems
 
     def run(self, ctx: LabContext, params: Any) -> LabResult:
         if ctx.image is None:

@@ -91,6 +91,14 @@ class Lab(ABC):
     @abstractmethod
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]: ...
 
+    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+        """Why these parameters would cost too much together (e.g. steps × models), in words; [] if fine.
+
+        Field bounds limit each parameter alone; this limits their product, so one job fits the job
+        timeout on a CPU worker. Validation refuses a job with a 422 that names the limit.
+        """
+        return []
+
     def accepts(self, entry: ModelEntry) -> bool:
         return self.info().accepts(entry.task, entry.family)
 

@@ -18,6 +18,8 @@ from backend import plots
 from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_lab
 from backend.models.preprocess import preprocess
 
+MAX_AUGMENTED_IMAGES = 20_000  # tta_samples × models: keeps one job near a minute and a half on a CPU
+
 
 class PredictParams(LabParams):
     top_k: int = Field(default=5, ge=1, le=20, description="How many of the most likely classes to show")
@@ -52,6 +54,13 @@ class PredictLab(Lab):
     description = "Top-k class probabilities of each model for the same image."
     Params = PredictParams
     default_models = ("cnn-shapes", "convit-shapes", "deit-shapes")
+
+    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+        # About 20 s per 1,000 augmentations on four models on one CPU thread (measured).
+        work = params.tta_samples * len(models)
+        if work > MAX_AUGMENTED_IMAGES:
+            return [f"augmentations × models is {work:,}; at most {MAX_AUGMENTED_IMAGES:,}"]
+        return []
 
     def run(self, ctx: LabContext, params: Any) -> LabResult:
         assert ctx.image is not None

@@ -18,6 +18,7 @@ from PIL import Image
 
 from backend.config import get_settings
 from backend.labs.base import LabContext, LoadedModel, ProgressFn, get_lab, to_jsonable
+from backend.models.ood import check_job_image
 from backend.models.registry import create_model, get_entry
 
 
@@ -85,8 +86,17 @@ def run_lab(
         result = lab.run(ctx, p)
     report(0.92, "drawing figures")
     figures = lab.figures(result, p)
+    metrics, text = to_jsonable(result.metrics), result.text
+    # --- issue 9: is the image like the models' training data? (backend/models/ood.py) ---
+    if image is not None and model_names:
+        entries = [get_entry(n) for n in model_names]
+        ood = check_job_image(image, entries, lambda n: _locked_models(n, device), torch.device(device))
+        if ood is not None:
+            metrics["ood"] = ood
+            text = text if ood["in_distribution"] else f"{ood['sentence']} {text or ''}".strip()
+    # --- end issue 9 ---
     report(1.0, "done")
-    return {"figures": figures, "metrics": to_jsonable(result.metrics), "text": result.text}
+    return {"figures": figures, "metrics": metrics, "text": text}
 
 
 def rq_job(

@@ -69,6 +69,25 @@ def to_figure(figure: Mapping[str, Any]) -> go.Figure:
     return fig
 
 
+def ood_html(metrics: Mapping[str, Any]) -> str:
+    """The out-of-distribution notice for a result (`metrics["ood"]`, added by the worker), or ""."""
+    ood = metrics.get("ood")
+    if not isinstance(ood, Mapping) or ood.get("in_distribution") is not False:
+        return ""
+    sentence = html.escape(str(ood.get("sentence", "This image is unlike the training data.")))
+    score, threshold = ood.get("score"), ood.get("threshold")
+    detail = ""
+    if isinstance(score, int | float) and isinstance(threshold, int | float) and threshold > 0:
+        detail = (
+            f'<span class="bl-ood-detail">Distance to the nearest training images: {score:.2f}, '
+            f"{score / threshold:.1f}× the largest distance 99 % of held-out training images reach.</span>"
+        )
+    return (
+        '<div class="bl-ood" role="alert" data-ood="true"><strong>Not like the training data.</strong> '
+        f"{sentence} {detail}</div>"
+    )
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -94,6 +113,7 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, Any]]) -> None:
 
 def metrics_markdown(metrics: Mapping[str, Any]) -> str:
     """A Markdown table: one column per model when metrics are {model: {name: scalar}}, else key/value."""
+    metrics = {k: v for k, v in metrics.items() if k != "ood"}  # shown as its own notice
     if not metrics:
         return ""
     per_model = all(isinstance(v, Mapping) for v in metrics.values())

@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 
 from app.client import ApiClient, ApiError, JobView, LabSpec, ModelCard
-from app.figures import alt_text, metrics_markdown, to_figure, write_downloads
+from app.figures import alt_text, metrics_markdown, ood_html, to_figure, write_downloads
 from app.params import ControlSpec, collect_params, controls_from_schema, make_component, params_from_query
 from app.state import REPLACE_URL_JS, UrlState, encode_query
 
@@ -204,6 +204,7 @@ def build_lab_page(
             )
             with lesson:
                 gr.Markdown(lab.lesson or "", elem_classes=["bl-lesson"])
+            ood = gr.HTML("", elem_id=f"{lab.name}-ood")
             text = gr.Markdown(elem_id=f"{lab.name}-text", elem_classes=["bl-text"])
             plots = [
                 gr.Plot(
@@ -264,7 +265,7 @@ def build_lab_page(
 
     # -- run / cancel ---------------------------------------------------------------------------------
     figure_outputs: list[Any] = [*plots, more]
-    outputs = [job_id, status, run, cancel, text, metrics, dl_html, dl_json, lesson, *figure_outputs]
+    outputs = [job_id, status, run, cancel, ood, text, metrics, dl_html, dl_json, lesson, *figure_outputs]
 
     def fail(message: str) -> dict[Any, Any]:
         return {
@@ -339,6 +340,7 @@ def build_lab_page(
         updates[more] = gr.update(
             value=f"*{extra} more figure(s) are in the HTML download.*", visible=extra > 0
         )
+        updates[ood] = ood_html(result.metrics)
         updates[text] = result.text or ""
         updates[metrics] = metrics_markdown(result.metrics)
         subtitle = (

@@ -29,6 +29,13 @@ class ModelCard(BaseModel):
     citation: str = ""
     class_names: list[str] = Field(default_factory=list)
     card: dict[str, Any] | None = None
+    # {"layers", "heads", "gpsa_layers", "patch_grid"} when the API reports it: bounds layer/head fields.
+    architecture: dict[str, Any] | None = None
+
+    @property
+    def arch(self) -> dict[str, Any] | None:
+        found = self.architecture or (self.card or {}).get("architecture")
+        return found if isinstance(found, dict) else None
 
     @property
     def test_accuracy(self) -> float | None:

@@ -37,6 +37,13 @@ def alt_text(figure: Mapping[str, Any], index: int = 0) -> str:
     return f"Figure {index + 1}"
 
 
+def notice_of(figure: Mapping[str, Any]) -> str:
+    """The figure's "what to notice" sentence(s) (`layout.meta.notice`, set by backend.plots), or ""."""
+    meta = (figure.get("layout") or {}).get("meta")
+    note = meta.get("notice") if isinstance(meta, Mapping) else None
+    return note.strip() if isinstance(note, str) else ""
+
+
 def _strip_tags(text: str) -> str:
     out, inside = [], False
     for ch in text:

@@ -48,6 +48,22 @@ HEAD_JS = """
 """
 
 
+GUIDE_HTML = (
+    '<p class="bl-guide" role="note"><span class="bl-step">1</span> Pick an image'
+    '<span class="bl-sep" aria-hidden="true">·</span><span class="bl-step">2</span> Pick models'
+    '<span class="bl-sep" aria-hidden="true">·</span><span class="bl-step">3</span> Press Run</p>'
+)
+# Projector mode: a class on <body> (larger type, thicker chart lines in app.css); Plotly re-measures
+# its charts on a window resize.
+PROJECTOR_JS = """
+(on) => {
+  document.body.classList.toggle("bl-projector", !!on);
+  setTimeout(() => window.dispatchEvent(new Event("resize")), 50);
+  return [];
+}
+"""
+
+
 @dataclass
 class Catalog:
     """What one page load needs from the API, or the error that prevented it."""
@@ -81,6 +97,13 @@ def theme() -> gr.themes.Base:
         font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
     ).set(
         body_text_color="#111827",
+        body_text_color_subdued="#374151",  # help text: 10:1 on white (the default grey was 2.6:1)
+        block_info_text_color="#374151",
+        block_label_text_color="#111827",  # field labels: dark on light (was blue on blue, 3.0:1)
+        block_label_background_fill="#f3f4f6",
+        block_title_text_color="#111827",
+        checkbox_label_text_color="#111827",
+        input_placeholder_color="#4b5563",
         block_label_text_size="*text_md",
         button_primary_background_fill="#0b5cad",
         button_primary_background_fill_hover="#084a8c",
@@ -144,13 +167,17 @@ def build_ui(
         catalog = load_catalog(api_base, asgi_app)
     static = catalog.error is None
     with gr.Blocks(title="Inductive Bias Lab", analytics_enabled=False) as demo:
-        with gr.Row(elem_id="bl-header"):
-            gr.Markdown(
-                "# Inductive Bias Lab\nSee what convolutions, attention and gates assume about images: "
-                "pick an image, choose models, run a lab.",
-                elem_id="bl-title",
+        with gr.Row(elem_id="bl-header", equal_height=False):
+            gr.Markdown("# Inductive Bias Lab", elem_id="bl-title")
+            gr.HTML(GUIDE_HTML, elem_id="bl-guide")
+            projector = gr.Checkbox(
+                label="Projector mode",
+                value=False,
+                elem_id="bl-projector",
+                scale=0,
+                min_width=220,
             )
-            server_line = gr.Markdown(elem_id="bl-server", elem_classes=["bl-server"])
+        projector.change(None, projector, None, js=PROJECTOR_JS)
         panel = build_image_panel()
         # The page's query string; the browser's address bar follows it (see app.state).
         url_box = gr.Textbox(visible="hidden", elem_id="bl-url-state", label="URL state")
@@ -160,6 +187,7 @@ def build_ui(
         if static:
             tabs, pages = _lab_tabs(catalog, client, panel, url_box, None)
 
+        server_line = gr.Markdown(elem_id="bl-server", elem_classes=["bl-server"])
         by_name = {m.name: m for m in catalog.models}
         url_outputs: list[Any] = [*([tabs] if tabs is not None else []), *_page_outputs(pages)]
 
@@ -222,18 +250,28 @@ def _page_outputs(pages: list[LabPage]) -> list[Any]:
     return out
 
 
+# Teaching order: the easiest question first ("what does each model answer?"), then where attention
+# looks, what the gates decide, where the evidence is, and what priors are worth in data. Labs not
+# listed follow in the server's order.
+TEACHING_ORDER = ("predict", "attention", "gating", "attribution", "sample-efficiency")
+
+
+def teaching_order(labs: list[LabSpec]) -> list[LabSpec]:
+    rank = {name: i for i, name in enumerate(TEACHING_ORDER)}
+    return sorted(labs, key=lambda lab: (rank.get(lab.name, len(rank)), labs.index(lab)))
+
+
 def _lab_tabs(
     catalog: Catalog, client: ApiClient, panel: ImagePanel, url_box: gr.Textbox, url: UrlState | None
 ) -> tuple[gr.Tabs | None, list[LabPage]]:
     if not catalog.labs:
         gr.Markdown("No labs are registered on this server.")
         return None, []
-    names = [lab.name for lab in catalog.labs]
+    labs = teaching_order(catalog.labs)
+    names = [lab.name for lab in labs]
     selected = url.lab if url is not None and url.lab in names else names[0]
     with gr.Tabs(selected=selected, elem_id="lab-tabs") as tabs:
-        pages = [
-            build_lab_page(lab, catalog.models, client, panel.image_id, url_box, url) for lab in catalog.labs
-        ]
+        pages = [build_lab_page(lab, catalog.models, client, panel.image_id, url_box, url) for lab in labs]
     return tabs, pages
 
 

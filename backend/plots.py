@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -34,13 +35,18 @@ def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -
     `layout.meta.alt` is the alt text; `layout.meta.notice` is the one or two sentence "what to notice"
     the page shows under the figure.
     """
-    title = fig.layout.title.text or ""
+    title = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fig.layout.title.text or "")).strip()
     meta: dict[str, Any] = {"alt": alt or title}
     if notice:
         meta["notice"] = notice
     fig.update_layout(font=FONT, meta=meta, template="plotly_white")
     if fig.layout.title.text:
-        fig.update_layout(title={"font": {"size": 19}, "x": 0, "xanchor": "left", "automargin": True})
+        # Anchored to the top of the figure (not the plot area), so a second title line or a legend above
+        # the plot never pushes it out of view.
+        fig.update_layout(
+            title={"font": {"size": 19}, "x": 0.01, "xanchor": "left", "yref": "container", "y": 0.985,
+                   "yanchor": "top"}
+        )  # fmt: skip
     out: dict[str, Any] = json.loads(fig.to_json())
     return out
 
@@ -276,7 +282,7 @@ def probability_bars(
                 x=vals,
                 orientation="h",
                 marker_color=PALETTE[i % len(PALETTE)],
-                text=[f"{v:.0%}" for v in vals],
+                text=[f"{v:.0%}" if v >= 0.005 else "" for v in vals],  # no pile of "0%" labels
                 textposition="outside",
                 cliponaxis=False,
                 hovertemplate=f"{model}: %{{y}} %{{x:.1%}}<extra></extra>",
@@ -310,7 +316,7 @@ def image_pair(
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
     for i, (_, image) in enumerate(panels):
         fig.add_trace(_image_trace(image), row=1, col=i + 1)
-    fig.update_layout(title=title, height=380, width=max(520, 300 * len(panels)), margin={"t": 110})
+    fig.update_layout(title=title, height=340, width=max(520, 300 * len(panels)), margin={"t": 90, "b": 10})
     fig.update_annotations(font_size=15)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)

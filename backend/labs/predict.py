@@ -126,7 +126,7 @@ class PredictLab(Lab):
             plots.probability_bars(
                 classes,
                 {n: [prob_of(r, c) for c in classes] for n, r in per_model.items()},
-                f"How sure is each model? (each model's top {k}, one shared 0–100 % axis)",
+                f"How sure is each model?<br><sup>each model's top {k} · one shared 0–100 % axis</sup>",
                 notice="Compare bar lengths across models: every model is drawn on the same 0–100 % axis and "
                 "in the same class order. A long bar for a class the image does not show is over-confidence, "
                 "not knowledge.",

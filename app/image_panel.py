@@ -89,7 +89,7 @@ def build_image_panel() -> ImagePanel:
                 height=170,
                 elem_id="current-image",
                 buttons=["fullscreen"],
-                placeholder="Drop an image here or click to upload",
+                placeholder="Drop an image file here to upload",  # = the drop zone's aria-label (axe)
             )
             upload = gr.UploadButton(
                 "Upload your own image",

@@ -42,7 +42,19 @@ HEAD_JS = """
       gd.setAttribute("aria-label", alt);
     }
   });
-  new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  // Gallery thumbnails: Gradio names them "Thumbnail 3 of 20"; the accessible name must contain the
+  // visible caption (WCAG 2.5.3), and the image's alt would only repeat it.
+  const thumbs = () => document.querySelectorAll("#example-gallery button.thumbnail-item").forEach((b) => {
+    const caption = b.querySelector(".caption-label");
+    const text = caption ? caption.textContent.trim() : "";
+    if (text && b.getAttribute("aria-label") !== text) {
+      b.setAttribute("aria-label", text);
+      const img = b.querySelector("img");
+      if (img) img.setAttribute("alt", "");
+    }
+  });
+  new MutationObserver(() => { label(); thumbs(); })
+    .observe(document.documentElement, {childList: true, subtree: true});
 })();
 </script>
 """
@@ -105,6 +117,13 @@ def theme() -> gr.themes.Base:
         checkbox_label_text_color="#111827",
         input_placeholder_color="#4b5563",
         block_label_text_size="*text_md",
+        checkbox_label_background_fill_selected="#0b5cad",  # white on it: 6.9:1 (the default was 3.7:1)
+        checkbox_label_text_color_selected="#ffffff",
+        checkbox_background_color_selected="#0b5cad",
+        link_text_color="#0b5cad",
+        link_text_color_visited="#5b21b6",
+        link_text_color_hover="#084a8c",
+        link_text_color_active="#084a8c",
         button_primary_background_fill="#0b5cad",
         button_primary_background_fill_hover="#084a8c",
         button_primary_text_color="#ffffff",

@@ -68,7 +68,11 @@ def to_figure(figure: Mapping[str, Any]) -> go.Figure:
     if size is None or size < MIN_FONT_SIZE:
         fig.update_layout(font_size=MIN_FONT_SIZE)
     # Backend widths suit a standalone file; in the page a fixed width overflows the results column,
-    # and so does a long one-line title.
+    # and so does a long one-line title. The width is kept as `meta.min_width`: below 3/4 of it (a phone)
+    # the page scrolls the chart sideways instead of squeezing its panels and labels together.
+    width = fig.layout.width
+    if isinstance(width, int | float) and width > 0:
+        fig.update_layout(meta={**(fig.layout.meta or {}), "min_width": int(width)})
     fig.update_layout(width=None, autosize=True)
     title = fig.layout.title.text
     if isinstance(title, str) and len(title) > TITLE_LINE_CHARS and "<br>" not in title:

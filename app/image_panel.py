@@ -83,7 +83,7 @@ def build_image_panel() -> ImagePanel:
         with gr.Column(scale=1, min_width=170, elem_id="current-image-col"):
             # Upload first: the box must not open on "Click to Access Webcam" (the webcam is one click away).
             image = gr.Image(
-                label="Current image",
+                label="Image",
                 sources=["upload", "clipboard", "webcam"],
                 type="filepath",
                 height=170,
@@ -159,7 +159,7 @@ def wire_image_panel(panel: ImagePanel, client: ApiClient, url_box: gr.Textbox) 
                 note_html(f"Could not read {what}: {exc.strerror}", "error"),
                 gr.skip(),
             )
-        return shown, image_id, note_html(f"Current image: {what} ({image_id})."), with_image(query, image_id)
+        return shown, image_id, note_html(f"Current image: {what}."), with_image(query, image_id)
 
     outputs = [panel.image, panel.image_id, panel.note, url_box]
     panel.gallery.select(pick_example, [panel.examples, url_box], outputs, show_progress="hidden").then(

@@ -261,6 +261,7 @@ def build_lab_page(
                     cards = gr.Markdown(model_cards_markdown(chosen, by_name), elem_classes=["bl-cards"])
         with gr.Column(scale=5, min_width=300, elem_classes=["bl-results"]):
             gr.Markdown(lab.description, elem_classes=["bl-lab-intro"])
+            stale = gr.HTML("", elem_id=f"{lab.name}-stale", visible=False)
             answer: gr.Radio | None = None
             if quiz is not None:
                 answer = gr.Radio(
@@ -273,7 +274,6 @@ def build_lab_page(
                     elem_classes=["bl-quiz"],
                 )
             reveal = gr.HTML("", elem_id=f"{lab.name}-reveal", visible=False)
-            stale = gr.HTML("", elem_id=f"{lab.name}-stale", visible=False)
             ood = gr.HTML("", elem_id=f"{lab.name}-ood", visible=False)
             text = gr.Markdown(elem_id=f"{lab.name}-text", elem_classes=["bl-text"], visible=False)
             plots: list[gr.Plot] = []

@@ -38,8 +38,17 @@ HEAD_JS = """
     const title = layout.title && (layout.title.text || layout.title);
     const alt = (layout.meta && layout.meta.alt) || (typeof title === "string" ? title : "") || "chart";
     if (gd.getAttribute("aria-label") !== alt) {
-      gd.setAttribute("role", "img");
+      gd.setAttribute("role", "figure");  // not "img": the chart holds buttons (axe: nested-interactive)
       gd.setAttribute("aria-label", alt);
+    }
+    // Multi-panel figures keep 3/4 of their design width; narrower screens scroll them sideways.
+    const min = Math.round(0.75 * ((layout.meta && layout.meta.min_width) || 0));
+    const box = gd.parentElement;
+    if (min && box && gd.dataset.minWidth !== String(min)) {
+      gd.dataset.minWidth = String(min);
+      gd.style.minWidth = min + "px";
+      box.style.overflowX = "auto";
+      setTimeout(() => window.Plotly ? window.Plotly.Plots.resize(gd) : window.dispatchEvent(new Event("resize")), 0);
     }
   });
   // Gallery thumbnails: Gradio names them "Thumbnail 3 of 20"; the accessible name must contain the

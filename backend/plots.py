@@ -170,9 +170,12 @@ def _grid_maps(
             # A short horizontal bar under its own panel (vertical ones collide with the next panel).
             xd = fig.get_subplot(r, c).xaxis.domain
             yd = fig.get_subplot(r, c).yaxis.domain
+            lo, hi = map_limits([panel[2]], signed)
+            # Ticks at the two ends only: a narrow bar has no room for more labels without overlap.
             bar = {"orientation": "h", "x": (xd[0] + xd[1]) / 2, "xanchor": "center", "len": (xd[1] - xd[0]),
                    "y": yd[0] - 0.01, "yanchor": "top", "thickness": 10, "title": {"text": ""},
-                   "nticks": 3}  # fmt: skip
+                   "tickmode": "array", "tickvals": [lo, hi], "ticktext": [f"{lo:.2g}", f"{hi:.2g}"],
+                   "tickfont": {"size": 13}}  # fmt: skip
         add_overlay(
             fig, panel[1], panel[2], signed=signed, row=r, col=c,
             showscale=scale == "own" or i == 0, limits=shared, colorbar=bar, colorbar_title=colorbar_title,
@@ -255,7 +258,13 @@ def grouped_bars(
                 **kwargs,
             )
         )
-    fig.update_layout(title=title, barmode="group", height=420, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        height=440,
+        legend={"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"},  # grows down, not into the axis
+        margin={"b": 140},
+    )
     axis = fig.update_xaxes if horizontal else fig.update_yaxes
     axis(title=yaxis_title, range=list(yrange) if yrange else None)
     if horizontal:
@@ -437,7 +446,9 @@ def matrix_heatmap(
             colorbar={"title": {"text": colorbar_title}},
         )
     )
-    fig.update_layout(title=title, height=max(320, 60 * z.shape[0] + 120))
+    fig.update_layout(
+        title=title, height=max(320, 60 * z.shape[0] + 120), width=max(420, 90 * z.shape[1] + 200)
+    )
     fig.update_yaxes(autorange="reversed")
     return to_json(fig)
 
@@ -487,7 +498,10 @@ def overlay_grid_marked(
         )
         shown = True
     _grid_layout(fig, title, rows, cols, scale)
-    fig.update_layout(legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
+    if shown:  # a legend above the grid collided with the panel titles; say it in the subtitle instead
+        fig.update_traces(showlegend=False, selector={"type": "scatter"})
+        text = fig.layout.title.text.replace("<sup>", f"<sup>orange square: the {marker_label} · ", 1)
+        fig.update_layout(title_text=text)
     _square_axes(fig)
     return to_json(fig, notice=notice)
 
@@ -554,8 +568,14 @@ def head_layer_scatter(
         title=title,
         xaxis_title="layer",
         yaxis_title=yaxis_title,
-        height=460,
-        legend={"orientation": "h", "y": -0.25},
+        height=480,
+        legend={
+            "orientation": "h",
+            "x": 0,
+            "y": -0.2,
+            "yanchor": "top",
+        },  # below the axis title, growing down
+        margin={"b": 160},
     )
     fig.update_xaxes(dtick=1)
     return to_json(fig)
@@ -564,7 +584,7 @@ def head_layer_scatter(
 LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left")
 
 
-def label_positions(xy: Sequence[tuple[float, float]], near: float = 0.06) -> list[str]:
+def label_positions(xy: Sequence[tuple[float, float]], near: float = 0.12) -> list[str]:
     """A text position per point so that labels of nearby points point different ways.
 
     Points closer than `near` (as a fraction of the larger axis span) form a cluster; the k-th point of a
@@ -622,7 +642,10 @@ def labelled_scatter(
                 marker={"color": PALETTE[i % len(PALETTE)], "size": sz, "opacity": 0.75},
             )
         )
-    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=480)
+    fig.update_layout(
+        title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=520, width=560,
+        legend={"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}, margin={"b": 130},
+    )  # fmt: skip
     if square:
         fig.update_yaxes(scaleanchor="x", scaleratio=1, autorange="reversed")
     return to_json(fig)

@@ -40,12 +40,13 @@ def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -
     if notice:
         meta["notice"] = notice
     fig.update_layout(font=FONT, meta=meta, template="plotly_white")
+    pad_b = fig.layout.title.pad.b or 12  # builders with panel titles above the plot ask for more
     if fig.layout.title.text:
-        # Anchored to the top of the figure (not the plot area), so a second title line or a legend above
-        # the plot never pushes it out of view.
+        # Sits on top of the plot area and pushes it down as its lines need (automargin): anchoring a
+        # multi-line title to the figure's top clipped its first line (measured in Chromium).
         fig.update_layout(
-            title={"font": {"size": 19}, "x": 0.01, "xanchor": "left", "yref": "container", "y": 0.985,
-                   "yanchor": "top"}
+            title={"font": {"size": 19}, "xref": "container", "x": 0.01, "xanchor": "left",
+                   "yref": "paper", "y": 1, "yanchor": "bottom", "automargin": True, "pad": {"b": pad_b}}
         )  # fmt: skip
     out: dict[str, Any] = json.loads(fig.to_json())
     return out
@@ -189,6 +190,7 @@ def _grid_layout(fig: go.Figure, title: str, rows: int, cols: int, scale: Scale)
         height=(330 if scale == "shared" else 380) * rows + 90,
         width=max(520, 300 * cols),
         margin={"r": 90, "t": 110},
+        title_pad_b=72,  # above the two-line panel titles
     )
     fig.update_annotations(font_size=15)  # the panel titles
 
@@ -261,9 +263,10 @@ def grouped_bars(
     fig.update_layout(
         title=title,
         barmode="group",
-        height=440,
-        legend={"orientation": "h", "x": 0, "y": -0.18, "yanchor": "top"},  # grows down, not into the axis
-        margin={"b": 140},
+        height=460,
+        width=max(480, 90 * len(categories) * max(1, len(series)) // 2 + 200),  # phones scroll, not squeeze
+        legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},  # grows down, not into the axis
+        margin={"b": 170},
     )
     axis = fig.update_xaxes if horizontal else fig.update_yaxes
     axis(title=yaxis_title, range=list(yrange) if yrange else None)
@@ -303,8 +306,8 @@ def probability_bars(
         barmode="group",
         height=min(900, 170 + 26 * n),
         bargap=0.25,
-        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "traceorder": "normal"},
-        margin={"t": 120, "r": 64},
+        legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top", "traceorder": "normal"},
+        margin={"t": 60, "r": 64, "b": 110},
     )
     fig.update_xaxes(
         title="probability", range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1.0], tickformat=".0%",
@@ -325,7 +328,9 @@ def image_pair(
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
     for i, (_, image) in enumerate(panels):
         fig.add_trace(_image_trace(image), row=1, col=i + 1)
-    fig.update_layout(title=title, height=340, width=max(520, 300 * len(panels)), margin={"t": 90, "b": 10})
+    fig.update_layout(
+        title=title, height=360, width=max(520, 300 * len(panels)), margin={"t": 90, "b": 10}, title_pad_b=36
+    )
     fig.update_annotations(font_size=15)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
@@ -407,10 +412,12 @@ def line_chart(
         title=title,
         xaxis_title=xaxis_title,
         yaxis_title=yaxis_title,
-        height=460,
-        legend={"orientation": "h", "x": 0, "y": -0.22, "yanchor": "top"},
-        margin={"b": 150},
+        height=480,
+        legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
+        margin={"b": 170},
     )
+    if x_ticks is not None:
+        fig.update_layout(width=max(520, 80 * len(list(x_ticks)) + 200))  # labelled ticks need room
     if log_x:
         fig.update_xaxes(type="log")
     if x_ticks is not None:
@@ -443,7 +450,7 @@ def matrix_heatmap(
             zmax=zmax,
             text=np.round(z, 2) if annotate else None,
             texttemplate="%{text}" if annotate else None,
-            colorbar={"title": {"text": colorbar_title}},
+            colorbar={"title": {"text": colorbar_title, "side": "right"}},
         )
     )
     fig.update_layout(

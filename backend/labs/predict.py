@@ -110,8 +110,10 @@ class PredictLab(Lab):
         per_model = result.arrays["per_model"]
         original = result.arrays["original"]
         h, w = original.shape[:2]
-        panels = [(f"your image ({w}×{h} px)", original)]
-        panels += [(f"what the model gets ({size} px)", img) for size, img in result.arrays["inputs"].items()]
+        panels = [(f"your image<br>({w}×{h} px)", original)]
+        panels += [
+            (f"what the model gets<br>({size} px)", img) for size, img in result.arrays["inputs"].items()
+        ]
         figs = [
             plots.image_pair(
                 panels,

@@ -33,6 +33,18 @@ CSS_PATH = ASSETS / "css" / "app.css"
 HEAD_JS = """
 <script>
 (() => {
+  // Figures keep part of their design width (3/4 on a phone, 1/2 elsewhere); a narrower column
+  // scrolls them sideways instead of squeezing panels and tick labels into each other.
+  const fit = (gd) => {
+    const meta = (gd.layout && gd.layout.meta) || {};
+    const min = Math.round((window.innerWidth <= 700 ? 0.75 : 0.5) * (meta.min_width || 0));
+    if (!min || !gd.parentElement || gd.dataset.minWidth === String(min)) return;
+    gd.dataset.minWidth = String(min);
+    gd.style.minWidth = min + "px";
+    gd.parentElement.style.overflowX = "auto";
+    const P = window.Plotly;
+    setTimeout(() => (P ? P.Plots.resize(gd) : window.dispatchEvent(new Event("resize"))), 0);
+  };
   const label = () => document.querySelectorAll(".js-plotly-plot").forEach((gd) => {
     const layout = gd.layout || {};
     const title = layout.title && (layout.title.text || layout.title);
@@ -41,15 +53,7 @@ HEAD_JS = """
       gd.setAttribute("role", "figure");  // not "img": the chart holds buttons (axe: nested-interactive)
       gd.setAttribute("aria-label", alt);
     }
-    // Multi-panel figures keep 3/4 of their design width; narrower screens scroll them sideways.
-    const min = Math.round(0.75 * ((layout.meta && layout.meta.min_width) || 0));
-    const box = gd.parentElement;
-    if (min && box && gd.dataset.minWidth !== String(min)) {
-      gd.dataset.minWidth = String(min);
-      gd.style.minWidth = min + "px";
-      box.style.overflowX = "auto";
-      setTimeout(() => window.Plotly ? window.Plotly.Plots.resize(gd) : window.dispatchEvent(new Event("resize")), 0);
-    }
+    fit(gd);
   });
   // Gallery thumbnails: Gradio names them "Thumbnail 3 of 20"; the accessible name must contain the
   // visible caption (WCAG 2.5.3), and the image's alt would only repeat it.
@@ -62,6 +66,7 @@ HEAD_JS = """
       if (img) img.setAttribute("alt", "");
     }
   });
+  window.addEventListener("resize", () => document.querySelectorAll(".js-plotly-plot").forEach(fit));
   new MutationObserver(() => { label(); thumbs(); })
     .observe(document.documentElement, {childList: true, subtree: true});
 })();

@@ -27,6 +27,16 @@ FONT = {"family": "Inter, DejaVu Sans, Arial, sans-serif", "size": 16, "color": 
 # Comparisons of maps: "shared" = one colour scale (and one bar) for every panel, so a weak map looks weak;
 # "own" = each panel scaled to itself, with its own labelled colour bar under it.
 Scale = Literal["shared", "own"]
+# Legends sit at the very bottom of the figure (container coordinates), under the axis title, so they
+# never cover tick labels or the axis title however tall the plot area is.
+LEGEND_BELOW: dict[str, Any] = {
+    "orientation": "h",
+    "x": 0,
+    "xanchor": "left",
+    "yref": "container",
+    "y": 0.01,
+    "yanchor": "bottom",
+}
 
 
 def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -> dict[str, Any]:
@@ -40,12 +50,12 @@ def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -
     if notice:
         meta["notice"] = notice
     fig.update_layout(font=FONT, meta=meta, template="plotly_white")
-    pad_b = fig.layout.title.pad.b or 12  # builders with panel titles above the plot ask for more
+    pad_b = fig.layout.title.pad.b or 24  # builders with panel titles above the plot ask for more
     if fig.layout.title.text:
         # Sits on top of the plot area and pushes it down as its lines need (automargin): anchoring a
         # multi-line title to the figure's top clipped its first line (measured in Chromium).
         fig.update_layout(
-            title={"font": {"size": 19}, "xref": "container", "x": 0.01, "xanchor": "left",
+            title={"font": {"size": 19}, "xref": "paper", "x": 0, "xanchor": "left",
                    "yref": "paper", "y": 1, "yanchor": "bottom", "automargin": True, "pad": {"b": pad_b}}
         )  # fmt: skip
     out: dict[str, Any] = json.loads(fig.to_json())
@@ -264,9 +274,9 @@ def grouped_bars(
         title=title,
         barmode="group",
         height=460,
-        width=max(480, 90 * len(categories) * max(1, len(series)) // 2 + 200),  # phones scroll, not squeeze
-        legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},  # grows down, not into the axis
-        margin={"b": 170},
+        width=max(480, 150 * len(categories) + 160),  # phones scroll rather than squeeze the labels
+        legend=LEGEND_BELOW,
+        margin={"b": 190},
     )
     axis = fig.update_xaxes if horizontal else fig.update_yaxes
     axis(title=yaxis_title, range=list(yrange) if yrange else None)
@@ -306,8 +316,8 @@ def probability_bars(
         barmode="group",
         height=min(900, 170 + 26 * n),
         bargap=0.25,
-        legend={"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top", "traceorder": "normal"},
-        margin={"t": 60, "r": 64, "b": 110},
+        legend={**LEGEND_BELOW, "traceorder": "normal"},
+        margin={"t": 60, "r": 64, "b": 140},
     )
     fig.update_xaxes(
         title="probability", range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1.0], tickformat=".0%",
@@ -413,8 +423,8 @@ def line_chart(
         xaxis_title=xaxis_title,
         yaxis_title=yaxis_title,
         height=480,
-        legend={"orientation": "h", "x": 0, "y": -0.3, "yanchor": "top"},
-        margin={"b": 170},
+        legend=LEGEND_BELOW,
+        margin={"b": 190},
     )
     if x_ticks is not None:
         fig.update_layout(width=max(520, 80 * len(list(x_ticks)) + 200))  # labelled ticks need room
@@ -576,13 +586,8 @@ def head_layer_scatter(
         xaxis_title="layer",
         yaxis_title=yaxis_title,
         height=480,
-        legend={
-            "orientation": "h",
-            "x": 0,
-            "y": -0.2,
-            "yanchor": "top",
-        },  # below the axis title, growing down
-        margin={"b": 160},
+        legend=LEGEND_BELOW,
+        margin={"b": 230},  # room for a legend of several rows under the axis title
     )
     fig.update_xaxes(dtick=1)
     return to_json(fig)
@@ -651,7 +656,7 @@ def labelled_scatter(
         )
     fig.update_layout(
         title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=520, width=560,
-        legend={"orientation": "h", "x": 0, "y": -0.15, "yanchor": "top"}, margin={"b": 130},
+        legend=LEGEND_BELOW, margin={"b": 160},
     )  # fmt: skip
     if square:
         fig.update_yaxes(scaleanchor="x", scaleratio=1, autorange="reversed")

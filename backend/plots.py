@@ -339,7 +339,10 @@ def image_pair(
     for i, (_, image) in enumerate(panels):
         fig.add_trace(_image_trace(image), row=1, col=i + 1)
     fig.update_layout(
-        title=title, height=360, width=max(520, 300 * len(panels)), margin={"t": 90, "b": 10}, title_pad_b=36
+        title=title,
+        height=360,
+        margin={"t": 90, "b": 10},
+        title_pad_b=36,  # no width: fits a phone
     )
     fig.update_annotations(font_size=15)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)

@@ -56,7 +56,7 @@ def augment(x: torch.Tensor, n: int, max_shift: int, gen: torch.Generator) -> to
 class PredictLab(Lab):
     name = "predict"
     title = "Predict"
-    description = "Top-k class probabilities of each model for the same image."
+    description = "What each model answers for the same image, and how sure it is."
     Params = PredictParams
     default_models = ("cnn-shapes", "convit-shapes", "deit-shapes")
 

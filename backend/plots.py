@@ -274,7 +274,7 @@ def grouped_bars(
         title=title,
         barmode="group",
         height=460,
-        width=max(480, 150 * len(categories) + 160),  # phones scroll rather than squeeze the labels
+        width=max(480, 200 * len(categories) + 160),  # phones scroll rather than squeeze the labels
         legend=LEGEND_BELOW,
         margin={"b": 190},
     )
@@ -342,9 +342,9 @@ def image_pair(
         title=title,
         height=360,
         margin={"t": 90, "b": 10},
-        title_pad_b=36,  # no width: fits a phone
+        title_pad_b=60,  # no width: fits a phone
     )
-    fig.update_annotations(font_size=15)
+    fig.update_annotations(font_size=14)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     return to_json(fig, notice=notice)
@@ -659,7 +659,7 @@ def labelled_scatter(
         )
     fig.update_layout(
         title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=520, width=560,
-        legend=LEGEND_BELOW, margin={"b": 160},
+        legend=LEGEND_BELOW, margin={"b": 160}, title_pad_b=44,
     )  # fmt: skip
     if square:
         fig.update_yaxes(scaleanchor="x", scaleratio=1, autorange="reversed")

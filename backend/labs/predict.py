@@ -111,9 +111,7 @@ class PredictLab(Lab):
         original = result.arrays["original"]
         h, w = original.shape[:2]
         panels = [(f"your image<br>({w}×{h} px)", original)]
-        panels += [
-            (f"what the model gets<br>({size} px)", img) for size, img in result.arrays["inputs"].items()
-        ]
+        panels += [(f"model input<br>({size} px)", img) for size, img in result.arrays["inputs"].items()]
         figs = [
             plots.image_pair(
                 panels,

@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# axe-core (the accessibility engine the browser tests inject), from npm, kept inside the ignored venv.
+AXE    := $(VENV)/npm/node_modules/axe-core/axe.min.js
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
@@ -14,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+$(AXE):
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/npm axe-core@4
+
 serve: $(STAMP)
 	$(BIN)/biaslab serve --host $(HOST) --port $(PORT)
 
@@ -24,7 +29,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy backend app
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(AXE)
 	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
 
 test: lint typecheck pytest

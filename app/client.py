@@ -7,13 +7,14 @@ not answer becomes "the API at ... is not reachable". The UI shows `str(error)`,
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-JobStatus = Literal["queued", "started", "finished", "failed", "cancelled"]
-TERMINAL: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
+from backend.schemas import TERMINAL_STATUSES as TERMINAL
+from backend.schemas import JobView as ApiJobView
+from backend.schemas import LabInfo
 
 
 class ModelCard(BaseModel):
@@ -29,6 +30,15 @@ class ModelCard(BaseModel):
     citation: str = ""
     class_names: list[str] = Field(default_factory=list)
     card: dict[str, Any] | None = None
+    regime: str = "standard"
+    source: str = "zoo"
+    # {"layers", "heads", "gpsa_layers", "patch_grid"} when the API reports it: bounds layer/head fields.
+    architecture: dict[str, Any] | None = None
+
+    @property
+    def arch(self) -> dict[str, Any] | None:
+        found = self.architecture or (self.card or {}).get("architecture")
+        return found if isinstance(found, dict) else None
 
     @property
     def test_accuracy(self) -> float | None:
@@ -41,24 +51,11 @@ class ModelCard(BaseModel):
         return float(value) if isinstance(value, int | float) else None
 
 
-class LabSpec(BaseModel):
-    """One lab as `GET /api/labs` describes it; the UI builds its page from this alone."""
-
-    name: str
-    title: str
-    description: str = ""
-    params_schema: dict[str, Any] = Field(default_factory=dict)
-    model_tasks: list[str] = Field(default_factory=list)
-    model_families: list[str] | None = None
-    needs_image: bool = True
-    max_models: int = 4
-    default_models: list[str] = Field(default_factory=list)
-    lesson: str | None = None
+class LabSpec(LabInfo):
+    """One lab as `GET /api/labs` describes it (the API's own schema); the UI builds its page from it."""
 
     def accepts(self, model: ModelCard) -> bool:
-        if model.task not in self.model_tasks:
-            return False
-        return self.model_families is None or model.family in self.model_families
+        return self.accepts_model(model.task, model.family)
 
 
 class Example(BaseModel):
@@ -68,21 +65,7 @@ class Example(BaseModel):
     image_id: str
 
 
-class JobResult(BaseModel):
-    figures: list[dict[str, Any]] = Field(default_factory=list)
-    metrics: dict[str, Any] = Field(default_factory=dict)
-    text: str | None = None
-
-
-class JobView(BaseModel):
-    id: str
-    lab: str
-    status: JobStatus
-    progress: float = 0.0
-    message: str | None = None
-    result: JobResult | None = None
-    error: str | None = None
-
+class JobView(ApiJobView):
     @property
     def done(self) -> bool:
         return self.status in TERMINAL
@@ -203,12 +186,24 @@ class ApiClient:
         return image_id
 
     def submit_job(
-        self, lab: str, models: list[str], image_id: str | None = None, params: dict[str, Any] | None = None
+        self,
+        lab: str,
+        models: list[str],
+        image_id: str | None = None,
+        params: dict[str, Any] | None = None,
+        *,
+        text: str | None = None,
+        client_ip: str | None = None,
     ) -> str:
+        """Queue a job; `client_ip` is the student's address, so the API's per-client limit applies to
+        each browser rather than to the UI server that forwards them all."""
         payload: dict[str, Any] = {"lab": lab, "models": list(models), "params": dict(params or {})}
         if image_id:
             payload["image_id"] = image_id
-        body = self._json("POST", "/jobs", json=payload)
+        if text:
+            payload["text"] = text
+        headers = {"X-Forwarded-For": client_ip} if client_ip else None
+        body = self._json("POST", "/jobs", json=payload, headers=headers)
         job_id = body.get("id") if isinstance(body, dict) else None
         if not isinstance(job_id, str):
             raise ApiError("the API accepted the job but returned no job id")

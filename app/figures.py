@@ -37,6 +37,13 @@ def alt_text(figure: Mapping[str, Any], index: int = 0) -> str:
     return f"Figure {index + 1}"
 
 
+def notice_of(figure: Mapping[str, Any]) -> str:
+    """The figure's "what to notice" sentence(s) (`layout.meta.notice`, set by backend.plots), or ""."""
+    meta = (figure.get("layout") or {}).get("meta")
+    note = meta.get("notice") if isinstance(meta, Mapping) else None
+    return note.strip() if isinstance(note, str) else ""
+
+
 def _strip_tags(text: str) -> str:
     out, inside = [], False
     for ch in text:
@@ -61,12 +68,35 @@ def to_figure(figure: Mapping[str, Any]) -> go.Figure:
     if size is None or size < MIN_FONT_SIZE:
         fig.update_layout(font_size=MIN_FONT_SIZE)
     # Backend widths suit a standalone file; in the page a fixed width overflows the results column,
-    # and so does a long one-line title.
+    # and so does a long one-line title. The width is kept as `meta.min_width`: below 3/4 of it (a phone)
+    # the page scrolls the chart sideways instead of squeezing its panels and labels together.
+    width = fig.layout.width
+    if isinstance(width, int | float) and width > 0:
+        fig.update_layout(meta={**(fig.layout.meta or {}), "min_width": int(width)})
     fig.update_layout(width=None, autosize=True)
     title = fig.layout.title.text
     if isinstance(title, str) and len(title) > TITLE_LINE_CHARS and "<br>" not in title:
         fig.update_layout(title_text="<br>".join(textwrap.wrap(title, TITLE_LINE_CHARS)))
     return fig
+
+
+def ood_html(metrics: Mapping[str, Any]) -> str:
+    """The out-of-distribution notice for a result (`metrics["ood"]`, added by the worker), or ""."""
+    ood = metrics.get("ood")
+    if not isinstance(ood, Mapping) or ood.get("in_distribution") is not False:
+        return ""
+    sentence = html.escape(str(ood.get("sentence", "This image is unlike the training data.")))
+    score, threshold = ood.get("score"), ood.get("threshold")
+    detail = ""
+    if isinstance(score, int | float) and isinstance(threshold, int | float) and threshold > 0:
+        detail = (
+            f'<span class="bl-ood-detail">Distance to the nearest training images: {score:.2f}, '
+            f"{score / threshold:.1f}× the largest distance 99 % of held-out training images reach.</span>"
+        )
+    return (
+        '<div class="bl-ood" role="alert" data-ood="true"><strong>Not like the training data.</strong> '
+        f"{sentence} {detail}</div>"
+    )
 
 
 def _cell(value: Any) -> str:
@@ -94,6 +124,7 @@ def _flatten(prefix: str, value: Any, rows: list[tuple[str, Any]]) -> None:
 
 def metrics_markdown(metrics: Mapping[str, Any]) -> str:
     """A Markdown table: one column per model when metrics are {model: {name: scalar}}, else key/value."""
+    metrics = {k: v for k, v in metrics.items() if k != "ood"}  # shown as its own notice
     if not metrics:
         return ""
     per_model = all(isinstance(v, Mapping) for v in metrics.values())

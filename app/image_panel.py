@@ -53,11 +53,21 @@ def cached_image(client: ApiClient, image_id: str) -> str:
     return str(path)
 
 
+def short_caption(title: str) -> str:
+    """Captions fit under a 90 px thumbnail: "Shape: circle" -> "circle", "x shape, y texture" -> "x / y"."""
+    if title.lower().startswith("shape: "):
+        return title[7:]
+    if " shape, " in title and title.endswith(" texture"):
+        shape, texture = title.split(" shape, ", 1)
+        return f"{shape} / {texture.removesuffix(' texture')}"
+    return title
+
+
 def gallery_items(client: ApiClient, examples: list[Example]) -> list[tuple[str, str]]:
     items = []
     for example in examples:
         try:
-            items.append((cached_image(client, example.image_id), example.title))
+            items.append((cached_image(client, example.image_id), short_caption(example.title)))
         except ApiError as exc:
             log.warning("example %s unavailable: %s", example.name, exc)
     return items
@@ -70,37 +80,35 @@ def example_title(examples: list[Example], image_id: str) -> str | None:
 def build_image_panel() -> ImagePanel:
     """Layout only; `wire_image_panel` attaches the handlers once the client exists."""
     with gr.Row(elem_id="image-panel", equal_height=False):
-        with gr.Column(scale=1, min_width=240):
+        with gr.Column(scale=1, min_width=170, elem_id="current-image-col"):
+            # Upload first: the box must not open on "Click to Access Webcam" (the webcam is one click away).
             image = gr.Image(
-                label="Current image",
-                sources=["webcam", "clipboard"],
+                label="Image",
+                sources=["upload", "clipboard", "webcam"],
                 type="filepath",
-                height=180,
+                height=170,
                 elem_id="current-image",
-                buttons=["download", "fullscreen"],
-                placeholder="Pick an example, upload a file, paste (Ctrl+V) or use the webcam",
+                buttons=["fullscreen"],
+                placeholder="Drop an image file here to upload",  # = the drop zone's aria-label (axe)
             )
-        with gr.Column(scale=3, min_width=420):
+            upload = gr.UploadButton(
+                "Upload your own image",
+                file_count="single",
+                size="md",
+                variant="secondary",
+                elem_id="upload-image",
+            )
+        with gr.Column(scale=5, min_width=300):
             gallery = gr.Gallery(
-                label="Examples: click one to analyse it",
-                columns=10,
-                rows=2,
-                height=176,
+                label="Examples: click one",
+                columns=13,
+                height="auto",
                 allow_preview=False,
                 buttons=[],
                 object_fit="contain",
                 elem_id="example-gallery",
             )
-            with gr.Row(equal_height=True):
-                upload = gr.UploadButton(
-                    "Upload an image (PNG, JPEG or WEBP)",
-                    file_count="single",
-                    size="md",
-                    variant="secondary",
-                    elem_id="upload-image",
-                    scale=1,
-                )
-                note = gr.HTML(note_html("No image yet: pick an example."), elem_id="image-note", scale=2)
+            note = gr.HTML(note_html("No image yet: pick an example."), elem_id="image-note")
     return ImagePanel(image, upload, gallery, note, gr.State(None), gr.State([]))
 
 
@@ -151,7 +159,7 @@ def wire_image_panel(panel: ImagePanel, client: ApiClient, url_box: gr.Textbox) 
                 note_html(f"Could not read {what}: {exc.strerror}", "error"),
                 gr.skip(),
             )
-        return shown, image_id, note_html(f"Current image: {what} ({image_id})."), with_image(query, image_id)
+        return shown, image_id, note_html(f"Current image: {what}."), with_image(query, image_id)
 
     outputs = [panel.image, panel.image_id, panel.note, url_box]
     panel.gallery.select(pick_example, [panel.examples, url_box], outputs, show_progress="hidden").then(

@@ -22,21 +22,31 @@ from typing import Any
 import gradio as gr
 
 from app.client import ApiClient, ApiError, JobView, LabSpec, ModelCard
-from app.figures import alt_text, metrics_markdown, to_figure, write_downloads
-from app.params import ControlSpec, collect_params, controls_from_schema, make_component, params_from_query
+from app.figures import alt_text, metrics_markdown, notice_of, ood_html, to_figure, write_downloads
+from app.lesson import Quiz, feedback_html, split_lesson
+from app.params import (
+    ARCH_LIMITS,
+    ControlSpec,
+    check_limits,
+    collect_params,
+    controls_from_schema,
+    limits_for,
+    make_component,
+    params_from_query,
+    with_class_names,
+)
 from app.state import REPLACE_URL_JS, UrlState, encode_query
 
 log = logging.getLogger("biaslab.ui")
 
 MAX_FIGURES = 12  # gr.Plot slots per lab; further figures are still in the HTML download
-UI_MAX_MODELS = 4  # side-by-side comparison is readable up to four models
 POLL_S = 0.3
 DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "biaslab-ui" / "downloads"
 
 
 # -- pure helpers (unit-tested) -----------------------------------------------------------------------
 def model_cap(lab: LabSpec) -> int:
-    return max(0, min(lab.max_models, UI_MAX_MODELS))
+    return max(0, lab.max_models)  # the API's limit, the one the server enforces
 
 
 def eligible_models(lab: LabSpec, models: list[ModelCard]) -> list[ModelCard]:
@@ -110,12 +120,49 @@ def progress_html(status: str, fraction: float = 0.0, message: str | None = None
 def error_html(message: str, prefix: str = "Could not run:") -> str:
     return (
         f'<div class="bl-progress bl-error" data-status="error" role="alert">'
-        f"<strong>{html.escape(prefix)}</strong> {html.escape(message)}</div>"
+        f"<strong>{html.escape(prefix)}</strong> {html.escape(friendly(message))}</div>"
     )
 
 
+def friendly(message: str) -> str:
+    """API messages written for developers, in the words of the page."""
+    swaps = {
+        "upload it again with POST /api/images": "pick the example or upload the image again",
+        "POST /api/images": "the upload button",
+    }
+    for old, new in swaps.items():
+        message = message.replace(old, new)
+    return message
+
+
+def stale_html(what: str) -> str:
+    return (
+        '<div class="bl-stale" role="status" data-stale="true"><strong>Out of date:</strong> '
+        f"the results below are for the previous {html.escape(what)}. Press Run to update them.</div>"
+    )
+
+
+def without_notice(text: str, metrics: dict[str, Any]) -> str:
+    """The result text minus the out-of-distribution sentence the worker put first (the page shows it
+    in its own box already)."""
+    ood = metrics.get("ood")
+    sentence = ood.get("sentence") if isinstance(ood, dict) else None
+    if isinstance(sentence, str) and text.startswith(sentence):
+        return text[len(sentence) :].strip()
+    return text
+
+
+def class_names_for(eligible: list[ModelCard]) -> list[str]:
+    """The class list a class dropdown offers: the first eligible model's (the zoo shares one)."""
+    return next((list(m.class_names) for m in eligible if m.class_names), [])
+
+
+def architectures(chosen: list[str], by_name: dict[str, ModelCard]) -> dict[str, dict[str, Any] | None]:
+    return {n: by_name[n].arch for n in chosen if n in by_name}
+
+
 def idle_html(lab: LabSpec) -> str:
-    hint = "Pick an image and models, then press Run." if lab.needs_image else "Press Run."
+    hint = "Pick an image and models, then press Run." if lab.needs_image else "Press Run to draw the chart."
     return f'<div class="bl-progress" data-status="idle" role="status">{html.escape(hint)}</div>'
 
 
@@ -133,6 +180,7 @@ class LabPage:
     run: gr.Button
     cancel: gr.Button
     plots: list[gr.Plot]
+    quiz: Quiz | None = None
 
     def url_updates(self, url: UrlState, by_name: dict[str, ModelCard]) -> dict[Any, Any]:
         """Updates that put this page in the state a shared link describes (only for its own lab)."""
@@ -163,9 +211,11 @@ def build_lab_page(
     url: UrlState | None = None,
 ) -> LabPage:
     """Build one tab inside the current `gr.Tabs` and wire its events."""
-    specs = controls_from_schema(lab.params_schema)
     by_name = {m.name: m for m in models}
     eligible = eligible_models(lab, models)
+    names = class_names_for(eligible)
+    specs = [with_class_names(s, names) for s in controls_from_schema(lab.params_schema)]
+    lesson_text, quiz = split_lesson(lab.lesson)
     cap = model_cap(lab)
     from_url = url is not None and url.lab == lab.name
     chosen, notes = initial_models(lab, eligible, url.models if url and from_url else None)
@@ -176,52 +226,102 @@ def build_lab_page(
         notes += param_notes
 
     with gr.Tab(lab.title, id=lab.name, elem_id=f"tab-{lab.name}") as tab, gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=360, elem_classes=["bl-controls"]):
-            gr.Markdown(f"### {lab.title}\n{lab.description}")
+        with gr.Column(scale=3, min_width=300, elem_classes=["bl-controls"]):
             picker: gr.CheckboxGroup | None = None
             cards = None
             if cap > 0:
                 picker = gr.CheckboxGroup(
                     choices=[(m.name, m.name) for m in eligible],
                     value=chosen,
-                    label=f"Models to compare (1–{cap})",
+                    label=f"Models to compare (pick 1 to {cap})",
                     interactive=True,
-                    info=f"Families this lab takes: {', '.join(lab.model_families or ['any'])}",
                     elem_id=f"{lab.name}-models",
                 )
-                cards = gr.Markdown(model_cards_markdown(chosen, by_name), elem_classes=["bl-cards"])
-            controls: list[Any] = [
-                make_component(s, values[s.name], elem_id=f"{lab.name}-{s.name}") for s in specs
-            ]
-            with gr.Row():
-                run = gr.Button("Run", variant="primary", elem_id=f"{lab.name}-run")
-                cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id=f"{lab.name}-cancel")
+            question: gr.Textbox | None = None
+            if lab.text_input is not None:
+                spec_t = lab.text_input
+                question = gr.Textbox(
+                    value=spec_t.suggestions[0] if spec_t.suggestions else "",
+                    label=spec_t.label,
+                    placeholder=spec_t.placeholder,
+                    max_length=spec_t.max_chars,
+                    lines=1,
+                    elem_id=f"{lab.name}-question",
+                )
+                if len(spec_t.suggestions) > 1:
+                    gr.Examples([[q] for q in spec_t.suggestions], inputs=[question], label="Suggestions")
+            with gr.Row(elem_classes=["bl-run-row"]):
+                run = gr.Button("Run", variant="primary", elem_id=f"{lab.name}-run", scale=2)
+                cancel = gr.Button(
+                    "Cancel", variant="secondary", interactive=False, elem_id=f"{lab.name}-cancel", scale=1
+                )
             first = error_html("; ".join(notes), "Shared link:") if notes else idle_html(lab)
             status = gr.HTML(first, elem_id=f"{lab.name}-status")
-        with gr.Column(scale=4, min_width=480, elem_classes=["bl-results"]):
-            lesson = gr.Accordion(
-                "Lesson: what to look for", open=True, visible=bool(lab.lesson), elem_id=f"{lab.name}-lesson"
-            )
-            with lesson:
-                gr.Markdown(lab.lesson or "", elem_classes=["bl-lesson"])
-            text = gr.Markdown(elem_id=f"{lab.name}-text", elem_classes=["bl-text"])
-            plots = [
-                gr.Plot(
-                    visible=False, show_label=False, elem_id=f"{lab.name}-fig-{i}", elem_classes=["bl-plot"]
+            controls: list[Any] = [None] * len(specs)
+            for i, spec in enumerate(specs):  # the few settings a lesson talks about stay in view
+                if not spec.advanced:
+                    controls[i] = make_component(spec, values[spec.name], elem_id=f"{lab.name}-{spec.name}")
+            if any(s.advanced for s in specs):
+                with gr.Accordion("Advanced settings", open=False, elem_id=f"{lab.name}-advanced"):
+                    for i, spec in enumerate(specs):
+                        if spec.advanced:
+                            controls[i] = make_component(
+                                spec, values[spec.name], elem_id=f"{lab.name}-{spec.name}"
+                            )
+            if cap > 0:
+                with gr.Accordion("About these models", open=False, elem_id=f"{lab.name}-about"):
+                    cards = gr.Markdown(model_cards_markdown(chosen, by_name), elem_classes=["bl-cards"])
+        with gr.Column(scale=5, min_width=300, elem_classes=["bl-results"]):
+            gr.Markdown(lab.description, elem_classes=["bl-lab-intro"])
+            stale = gr.HTML("", elem_id=f"{lab.name}-stale", visible=False)
+            answer: gr.Radio | None = None
+            if quiz is not None:
+                answer = gr.Radio(
+                    choices=list(quiz.options),
+                    value=None,
+                    label=f"Before you run: {quiz.question}",
+                    info="Your answer is locked in when you press Run; the page compares it with the result.",
+                    interactive=True,
+                    elem_id=f"{lab.name}-quiz",
+                    elem_classes=["bl-quiz"],
                 )
-                for i in range(MAX_FIGURES)
-            ]
+            reveal = gr.HTML("", elem_id=f"{lab.name}-reveal", visible=False)
+            ood = gr.HTML("", elem_id=f"{lab.name}-ood", visible=False)
+            text = gr.Markdown(elem_id=f"{lab.name}-text", elem_classes=["bl-text"], visible=False)
+            plots: list[gr.Plot] = []
+            notices: list[gr.Markdown] = []
+            for i in range(MAX_FIGURES):
+                plots.append(
+                    gr.Plot(
+                        visible=False,
+                        show_label=False,
+                        elem_id=f"{lab.name}-fig-{i}",
+                        elem_classes=["bl-plot"],
+                    )
+                )
+                notices.append(
+                    gr.Markdown(visible=False, elem_id=f"{lab.name}-notice-{i}", elem_classes=["bl-notice"])
+                )
             more = gr.Markdown(visible=False)
-            metrics = gr.Markdown(elem_id=f"{lab.name}-metrics", elem_classes=["bl-metrics"])
+            numbers = gr.Accordion("The numbers behind the figures", open=False, visible=False)
+            with numbers:
+                metrics = gr.Markdown(elem_id=f"{lab.name}-metrics", elem_classes=["bl-metrics"])
             with gr.Row():
                 dl_html = gr.DownloadButton(
                     "Download figures (HTML)", visible=False, elem_id=f"{lab.name}-dl-html", size="md"
                 )
                 dl_json = gr.DownloadButton(
-                    "Download metrics (JSON)", visible=False, elem_id=f"{lab.name}-dl-json", size="md"
+                    "Download numbers (JSON)", visible=False, elem_id=f"{lab.name}-dl-json", size="md"
                 )
+            lesson = gr.Accordion(
+                "Lesson: what to look for", open=True, visible=bool(lesson_text), elem_id=f"{lab.name}-lesson"
+            )
+            with lesson:
+                gr.Markdown(lesson_text or "", elem_classes=["bl-lesson"])
         job_id = gr.State(None)  # inside the tab: a non-Tab child of gr.Tabs confuses the tab strip
+        shown = gr.State(False)  # whether results are on screen (so a change can mark them stale)
     picker_inputs = [picker] if picker is not None else []
+    text_inputs: list[Any] = [question] if question is not None else []
 
     def selected_models(args: tuple[Any, ...]) -> tuple[list[str], tuple[Any, ...]]:
         if picker is None:
@@ -251,29 +351,72 @@ def build_lab_page(
         queue=False,
     ).then(None, [url_box], None, js=REPLACE_URL_JS, queue=False)
 
+    # -- stale results: any change of image, models or settings after a run marks them --------------
+    def mark_stale(what: str) -> Any:
+        def handler(has_result: bool) -> Any:
+            return gr.update(value=stale_html(what), visible=True) if has_result else gr.skip()
+
+        return handler
+
+    if lab.needs_image or cap > 0:
+        image_id.change(mark_stale("image"), shown, stale, show_progress="hidden", queue=False)
+    setting_events = [c.input for c in controls] + ([picker.input] if picker is not None else [])
+    setting_events += [q.input for q in text_inputs]
+    if setting_events:
+        gr.on(setting_events, mark_stale("settings"), shown, stale, show_progress="hidden", queue=False)
+
+    arch_specs = [(i, s) for i, s in enumerate(specs) if s.name in ARCH_LIMITS]
+
     if picker is not None and cards is not None:
 
         def on_models(selected: list[str] | None) -> Any:
             selected = list(selected or [])
+            out: list[Any] = []
             if len(selected) > cap:
                 gr.Warning(f"{lab.title} compares at most {cap} models; untick one first.")
-                return selected[:cap], model_cards_markdown(selected[:cap], by_name)
-            return gr.skip(), model_cards_markdown(selected, by_name)
+                selected = selected[:cap]
+                out += [selected, model_cards_markdown(selected, by_name)]
+            else:
+                out += [gr.skip(), model_cards_markdown(selected, by_name)]
+            # Layer/head fields: the largest value every chosen model has (when the API reports it).
+            archs = architectures(selected, by_name)
+            for _, spec in arch_specs:
+                limit = limits_for(spec, archs)
+                out.append(gr.update(maximum=limit[0]) if limit else gr.skip())
+            return out
 
-        picker.input(on_models, picker, [picker, cards], show_progress="hidden", queue=False)
+        arch_controls = [controls[i] for i, _ in arch_specs]
+        picker.input(on_models, picker, [picker, cards, *arch_controls], show_progress="hidden", queue=False)
 
     # -- run / cancel ---------------------------------------------------------------------------------
-    figure_outputs: list[Any] = [*plots, more]
-    outputs = [job_id, status, run, cancel, text, metrics, dl_html, dl_json, lesson, *figure_outputs]
+    figure_outputs: list[Any] = [*plots, *notices, more]
+    quiz_outputs: list[Any] = [answer, reveal] if answer is not None else []
+    outputs = [
+        job_id, shown, status, run, cancel, stale, ood, text, metrics, numbers, dl_html, dl_json, lesson,
+        *quiz_outputs, *figure_outputs,
+    ]  # fmt: skip
+    quiz_inputs: list[Any] = [answer] if answer is not None else []
 
     def fail(message: str) -> dict[Any, Any]:
-        return {
+        out: dict[Any, Any] = {
             status: error_html(message),
             run: gr.update(interactive=True),
             cancel: gr.update(interactive=False),
         }
+        if answer is not None:
+            out[answer] = gr.update(interactive=True)
+        return out
 
     def run_job(current_image: str | None, *args: Any) -> Iterator[dict[Any, Any]]:
+        prediction: str | None = None
+        if answer is not None:
+            prediction, args = args[0], args[1:]
+        asked: str | None = None
+        if question is not None:
+            asked, args = (args[0] or "").strip(), args[1:]
+            if lab.text_input is not None and lab.text_input.required and not asked:
+                yield fail(f"type a {lab.text_input.label.lower()} first")
+                return
         chosen_now, vals = selected_models(args)
         try:
             params = {s.name: _param_value(s, v) for s, v in zip(specs, vals, strict=True)}
@@ -283,21 +426,39 @@ def build_lab_page(
         if picker is not None and not 1 <= len(chosen_now) <= cap:
             yield fail(f"choose between 1 and {cap} models")
             return
+        problems = check_limits(specs, params, architectures(chosen_now, by_name))
+        if problems:
+            yield fail("; ".join(problems))
+            return
         if lab.needs_image and not current_image:
-            yield fail("this lab needs an image: pick an example above, upload one, paste or use the webcam")
+            yield fail("this lab needs an image: pick an example above or upload one")
             return
         image = current_image if (lab.needs_image or cap > 0) else None
-        yield {status: progress_html("queued", 0, "submitting"), run: gr.update(interactive=False)}
+        start: dict[Any, Any] = {
+            status: progress_html("queued", 0, "submitting"),
+            run: gr.update(interactive=False),
+        }
+        if answer is not None:
+            start[answer] = gr.update(interactive=False)  # the prediction is locked in before the result
+        yield start
         job: str | None = None
         view: JobView | None = None
         try:
-            job = client.submit_job(lab.name, chosen_now, image, params)
+            job = client.submit_job(lab.name, chosen_now, image, params, text=asked)
             yield {job_id: job, cancel: gr.update(interactive=True), status: progress_html("queued", 0)}
+            drawn_step = 0
             while True:
                 view = client.job(job)
                 if view.done:
                     break
-                yield {status: progress_html(view.status, view.progress, view.message)}
+                update: dict[Any, Any] = {status: progress_html(view.status, view.progress, view.message)}
+                if view.partial is not None and view.partial.step != drawn_step:
+                    # A partial result (a denoising step, a decoded token): show it as it arrives.
+                    drawn_step = view.partial.step
+                    update.update(_figure_updates(view.partial.figures, view.id))
+                    partial_text = f"*Partial result {drawn_step}:* {view.partial.text or ''}"
+                    update[text] = gr.update(value=partial_text, visible=True)
+                yield update
                 time.sleep(POLL_S)
         except ApiError as exc:
             yield {job_id: None, **fail(str(exc))}
@@ -305,42 +466,71 @@ def build_lab_page(
         finally:
             if job is not None and (view is None or not view.done):
                 _cancel_quietly(client, job)  # the page went away (or polling failed): free the worker
-        done = {job_id: None, run: gr.update(interactive=True), cancel: gr.update(interactive=False)}
+        done: dict[Any, Any] = {
+            job_id: None, run: gr.update(interactive=True), cancel: gr.update(interactive=False)
+        }  # fmt: skip
+        if answer is not None:
+            done[answer] = gr.update(interactive=True)
         if view.status == "cancelled":
             yield {**done, status: progress_html("cancelled", view.progress, "stopped by you")}
         elif view.status == "failed" or view.result is None:
             yield {**done, status: error_html(view.error or "the job failed without a message")}
         else:
-            yield {**done, **_result_updates(view, chosen_now, image, params)}
+            yield {**done, **_result_updates(view, chosen_now, image, params, prediction)}
 
-    def _result_updates(
-        view: JobView, chosen_now: list[str], image: str | None, params: dict[str, Any]
-    ) -> Any:
-        assert view.result is not None
-        result = view.result
-        updates: dict[Any, Any] = {status: progress_html("finished", 1.0, view.message)}
-        if lab.lesson:  # make room for the figures; the lesson stays one click away
-            updates[lesson] = gr.Accordion(open=False)
+    def _figure_updates(figures: list[dict[str, Any]], job: str) -> dict[Any, Any]:
+        updates: dict[Any, Any] = {}
         for i, plot in enumerate(plots):
-            if i < len(result.figures):
-                figure = result.figures[i]
+            if i < len(figures):
+                figure = figures[i]
                 try:
                     updates[plot] = gr.update(
                         value=to_figure(figure), label=alt_text(figure, i), visible=True
                     )
                 except (ValueError, TypeError) as exc:  # a malformed figure must not hide the others
-                    log.warning("figure %d of job %s unreadable: %s", i, view.id, exc)
+                    log.warning("figure %d of job %s unreadable: %s", i, job, exc)
                     updates[plot] = gr.update(
                         value=None, label=f"Figure {i + 1} could not be drawn", visible=True
                     )
+                note = notice_of(figure)
+                updates[notices[i]] = gr.update(
+                    value=f"**What to notice:** {note}" if note else "", visible=bool(note)
+                )
             else:
                 updates[plot] = gr.update(value=None, visible=False)
-        extra = len(result.figures) - len(plots)
+                updates[notices[i]] = gr.update(value="", visible=False)
+        extra = len(figures) - len(plots)
         updates[more] = gr.update(
             value=f"*{extra} more figure(s) are in the HTML download.*", visible=extra > 0
         )
-        updates[text] = result.text or ""
-        updates[metrics] = metrics_markdown(result.metrics)
+        return updates
+
+    def _result_updates(
+        view: JobView,
+        chosen_now: list[str],
+        image: str | None,
+        params: dict[str, Any],
+        prediction: str | None,
+    ) -> Any:
+        assert view.result is not None
+        result = view.result
+        updates: dict[Any, Any] = {
+            status: progress_html("finished", 1.0, view.message),
+            shown: True,
+            stale: "",
+        }
+        if lesson_text:  # make room for the figures; the lesson stays one click away
+            updates[lesson] = gr.Accordion(open=False)
+        if quiz is not None:
+            updates[reveal] = gr.update(value=feedback_html(quiz, prediction), visible=True)
+        updates.update(_figure_updates(result.figures, view.id))
+        notice = ood_html(result.metrics)
+        updates[ood] = gr.update(value=notice, visible=bool(notice))
+        shown_text = without_notice(result.text or "", result.metrics) if notice else (result.text or "")
+        updates[text] = gr.update(value=shown_text, visible=bool(shown_text))
+        table = metrics_markdown(result.metrics)
+        updates[metrics] = table
+        updates[numbers] = gr.update(visible=bool(table))
         subtitle = (
             f"models: {', '.join(chosen_now) or '–'} · image: {image or '–'} · params: {json.dumps(params)}"
         )
@@ -365,7 +555,7 @@ def build_lab_page(
 
     run.click(
         run_job,
-        [image_id, *picker_inputs, *controls],
+        [image_id, *quiz_inputs, *text_inputs, *picker_inputs, *controls],
         outputs,
         show_progress="hidden",
         concurrency_limit=None,  # the handler mostly waits on the backend's queue
@@ -382,7 +572,7 @@ def build_lab_page(
         return progress_html("started", 0, "cancelling…")
 
     cancel.click(cancel_job, job_id, status, show_progress="hidden", concurrency_limit=None)
-    return LabPage(lab, specs, eligible, tab, picker, cards, controls, status, run, cancel, plots)
+    return LabPage(lab, specs, eligible, tab, picker, cards, controls, status, run, cancel, plots, quiz)
 
 
 def _param_value(spec: ControlSpec, raw: Any) -> Any:

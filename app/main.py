@@ -33,18 +33,60 @@ CSS_PATH = ASSETS / "css" / "app.css"
 HEAD_JS = """
 <script>
 (() => {
+  // Figures keep part of their design width (3/4 on a phone, 1/2 elsewhere); a narrower column
+  // scrolls them sideways instead of squeezing panels and tick labels into each other.
+  const fit = (gd) => {
+    const meta = (gd.layout && gd.layout.meta) || {};
+    const min = Math.round((window.innerWidth <= 700 ? 0.75 : 0.5) * (meta.min_width || 0));
+    if (!min || !gd.parentElement || gd.dataset.minWidth === String(min)) return;
+    gd.dataset.minWidth = String(min);
+    gd.style.minWidth = min + "px";
+    gd.parentElement.style.overflowX = "auto";
+    const P = window.Plotly;
+    setTimeout(() => (P ? P.Plots.resize(gd) : window.dispatchEvent(new Event("resize"))), 0);
+  };
   const label = () => document.querySelectorAll(".js-plotly-plot").forEach((gd) => {
     const layout = gd.layout || {};
     const title = layout.title && (layout.title.text || layout.title);
     const alt = (layout.meta && layout.meta.alt) || (typeof title === "string" ? title : "") || "chart";
     if (gd.getAttribute("aria-label") !== alt) {
-      gd.setAttribute("role", "img");
+      gd.setAttribute("role", "figure");  // not "img": the chart holds buttons (axe: nested-interactive)
       gd.setAttribute("aria-label", alt);
     }
+    fit(gd);
   });
-  new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  // Gallery thumbnails: Gradio names them "Thumbnail 3 of 20"; the accessible name must contain the
+  // visible caption (WCAG 2.5.3), and the image's alt would only repeat it.
+  const thumbs = () => document.querySelectorAll("#example-gallery button.thumbnail-item").forEach((b) => {
+    const caption = b.querySelector(".caption-label");
+    const text = caption ? caption.textContent.trim() : "";
+    if (text && b.getAttribute("aria-label") !== text) {
+      b.setAttribute("aria-label", text);
+      const img = b.querySelector("img");
+      if (img) img.setAttribute("alt", "");
+    }
+  });
+  window.addEventListener("resize", () => document.querySelectorAll(".js-plotly-plot").forEach(fit));
+  new MutationObserver(() => { label(); thumbs(); })
+    .observe(document.documentElement, {childList: true, subtree: true});
 })();
 </script>
+"""
+
+
+GUIDE_HTML = (
+    '<p class="bl-guide" role="note"><span class="bl-step">1</span> Pick an image'
+    '<span class="bl-sep" aria-hidden="true">·</span><span class="bl-step">2</span> Pick models'
+    '<span class="bl-sep" aria-hidden="true">·</span><span class="bl-step">3</span> Press Run</p>'
+)
+# Projector mode: a class on <body> (larger type, thicker chart lines in app.css); Plotly re-measures
+# its charts on a window resize.
+PROJECTOR_JS = """
+(on) => {
+  document.body.classList.toggle("bl-projector", !!on);
+  setTimeout(() => window.dispatchEvent(new Event("resize")), 50);
+  return [];
+}
 """
 
 
@@ -81,7 +123,21 @@ def theme() -> gr.themes.Base:
         font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
     ).set(
         body_text_color="#111827",
+        body_text_color_subdued="#374151",  # help text: 10:1 on white (the default grey was 2.6:1)
+        block_info_text_color="#374151",
+        block_label_text_color="#111827",  # field labels: dark on light (was blue on blue, 3.0:1)
+        block_label_background_fill="#f3f4f6",
+        block_title_text_color="#111827",
+        checkbox_label_text_color="#111827",
+        input_placeholder_color="#4b5563",
         block_label_text_size="*text_md",
+        checkbox_label_background_fill_selected="#0b5cad",  # white on it: 6.9:1 (the default was 3.7:1)
+        checkbox_label_text_color_selected="#ffffff",
+        checkbox_background_color_selected="#0b5cad",
+        link_text_color="#0b5cad",
+        link_text_color_visited="#5b21b6",
+        link_text_color_hover="#084a8c",
+        link_text_color_active="#084a8c",
         button_primary_background_fill="#0b5cad",
         button_primary_background_fill_hover="#084a8c",
         button_primary_text_color="#ffffff",
@@ -144,13 +200,17 @@ def build_ui(
         catalog = load_catalog(api_base, asgi_app)
     static = catalog.error is None
     with gr.Blocks(title="Inductive Bias Lab", analytics_enabled=False) as demo:
-        with gr.Row(elem_id="bl-header"):
-            gr.Markdown(
-                "# Inductive Bias Lab\nSee what convolutions, attention and gates assume about images: "
-                "pick an image, choose models, run a lab.",
-                elem_id="bl-title",
+        with gr.Row(elem_id="bl-header", equal_height=False):
+            gr.Markdown("# Inductive Bias Lab", elem_id="bl-title")
+            gr.HTML(GUIDE_HTML, elem_id="bl-guide")
+            projector = gr.Checkbox(
+                label="Projector mode",
+                value=False,
+                elem_id="bl-projector",
+                scale=0,
+                min_width=220,
             )
-            server_line = gr.Markdown(elem_id="bl-server", elem_classes=["bl-server"])
+        projector.change(None, projector, None, js=PROJECTOR_JS)
         panel = build_image_panel()
         # The page's query string; the browser's address bar follows it (see app.state).
         url_box = gr.Textbox(visible="hidden", elem_id="bl-url-state", label="URL state")
@@ -160,6 +220,7 @@ def build_ui(
         if static:
             tabs, pages = _lab_tabs(catalog, client, panel, url_box, None)
 
+        server_line = gr.Markdown(elem_id="bl-server", elem_classes=["bl-server"])
         by_name = {m.name: m for m in catalog.models}
         url_outputs: list[Any] = [*([tabs] if tabs is not None else []), *_page_outputs(pages)]
 
@@ -222,18 +283,28 @@ def _page_outputs(pages: list[LabPage]) -> list[Any]:
     return out
 
 
+# Teaching order: the easiest question first ("what does each model answer?"), then where attention
+# looks, what the gates decide, where the evidence is, and what priors are worth in data. Labs not
+# listed follow in the server's order.
+TEACHING_ORDER = ("predict", "attention", "gating", "attribution", "sample-efficiency")
+
+
+def teaching_order(labs: list[LabSpec]) -> list[LabSpec]:
+    rank = {name: i for i, name in enumerate(TEACHING_ORDER)}
+    return sorted(labs, key=lambda lab: (rank.get(lab.name, len(rank)), labs.index(lab)))
+
+
 def _lab_tabs(
     catalog: Catalog, client: ApiClient, panel: ImagePanel, url_box: gr.Textbox, url: UrlState | None
 ) -> tuple[gr.Tabs | None, list[LabPage]]:
     if not catalog.labs:
         gr.Markdown("No labs are registered on this server.")
         return None, []
-    names = [lab.name for lab in catalog.labs]
+    labs = teaching_order(catalog.labs)
+    names = [lab.name for lab in labs]
     selected = url.lab if url is not None and url.lab in names else names[0]
     with gr.Tabs(selected=selected, elem_id="lab-tabs") as tabs:
-        pages = [
-            build_lab_page(lab, catalog.models, client, panel.image_id, url_box, url) for lab in catalog.labs
-        ]
+        pages = [build_lab_page(lab, catalog.models, client, panel.image_id, url_box, url) for lab in labs]
     return tabs, pages
 
 

@@ -22,6 +22,47 @@ ValueType = Literal["integer", "number", "boolean", "string"]
 # point at values the model does not have.
 MAX_INT_SLIDER_RANGE = 32
 
+# Plain-language labels for the labs' params (a Field's own explicit `title` wins over these). Pydantic
+# makes a title from every field name ("Tta Samples"), which is not one.
+LABELS = {
+    "top_k": "Classes to show per model",
+    "tta_samples": "Shifted copies to average (0 = off)",
+    "max_shift": "Largest shift (pixels)",
+    "seed": "Random seed",
+    "layer": "Layer (0 = first)",
+    "head": "Attention head",
+    "query_row": "Query patch: row (-1 = centre)",
+    "query_col": "Query patch: column (-1 = centre)",
+    "renormalise": "Rescale rows after dropping the CLS token",
+    "probe_size": "Test images to average over",
+    "rollout_head_fusion": "How rollout combines the heads",
+    "rollout_discard_ratio": "Rollout: share of the weakest links dropped",
+    "counterfactual": "What if we force the gates? (which gates)",
+    "cf_layer": "What-if: GPSA layer",
+    "cf_head": "What-if: head",
+    "cf_sigma": "What-if: gate value σ(λ) (0 = content, 1 = positional)",
+    "target_class": "Class to explain",
+    "ig_steps": "Integration steps (Integrated Gradients)",
+    "ig_baseline": "Integrated Gradients starts from",
+    "sanity_check": "Also show a copy with random weights (sanity check)",
+    "log_x": "Stretch the small fractions (log axis)",
+    "show_std": "Show the spread over seeds",
+}
+# Shown next to the Run button; every other control sits behind "Advanced settings".
+BASIC = frozenset({"layer", "head", "target_class", "counterfactual", "cf_sigma"})
+# Integer params whose value is a class index (-1 = each model's own prediction): a dropdown of names.
+CLASS_PARAMS = frozenset({"target_class"})
+OWN_PREDICTION = "each model's own prediction"
+# Param -> (architecture key, index into it) whose size bounds it; see `limits_for`.
+ARCH_LIMITS = {
+    "layer": ("layers", None),
+    "head": ("heads", None),
+    "cf_layer": ("gpsa_layers", None),
+    "cf_head": ("heads", None),
+    "query_row": ("patch_grid", 0),
+    "query_col": ("patch_grid", 1),
+}
+
 
 @dataclass(frozen=True)
 class ControlSpec:
@@ -34,8 +75,27 @@ class ControlSpec:
     minimum: float | None = None
     maximum: float | None = None
     step: float | None = None
-    choices: tuple[Any, ...] = field(default_factory=tuple)
+    choices: tuple[Any, ...] = field(default_factory=tuple)  # values, or (label, value) pairs
     nullable: bool = False
+
+    @property
+    def advanced(self) -> bool:
+        return self.name not in BASIC
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        return tuple(c[1] if isinstance(c, tuple) else c for c in self.choices)
+
+
+def auto_title(name: str) -> str:
+    """Pydantic's default title for a field name ("tta_samples" -> "Tta Samples")."""
+    return name.replace("_", " ").title()
+
+
+def plain_label(name: str, title: str | None) -> str:
+    if title and title != auto_title(name):
+        return title
+    return LABELS.get(name) or name.replace("_", " ").capitalize()
 
 
 def _resolve(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -67,7 +127,7 @@ def _nice_step(span: float) -> float:
 
 def control_spec(name: str, prop: dict[str, Any], defs: dict[str, Any] | None = None) -> ControlSpec:
     prop, nullable = _resolve(prop, defs or {})
-    label = str(prop.get("title") or name.replace("_", " ").capitalize())
+    label = plain_label(name, prop.get("title"))
     info = str(prop.get("description") or "")
     default = prop.get("default")
     if "const" in prop:
@@ -134,11 +194,58 @@ def coerce(spec: ControlSpec, raw: Any) -> Any:
             raise ValueError(f"{spec.label}: {raw!r} is not a finite number")
         return number
     if spec.kind == "dropdown":
-        for choice in spec.choices:
+        for choice in spec.values:
             if str(choice) == str(raw):
                 return choice
-        raise ValueError(f"{spec.label}: {raw!r} is not one of {', '.join(map(str, spec.choices))}")
+        raise ValueError(f"{spec.label}: {raw!r} is not one of {', '.join(map(str, spec.values))}")
     return str(raw)
+
+
+def with_class_names(spec: ControlSpec, class_names: list[str]) -> ControlSpec:
+    """A class-index param as a dropdown of class names (value = the index; -1 = own prediction)."""
+    if spec.name not in CLASS_PARAMS or spec.value_type != "integer" or not class_names:
+        return spec
+    choices: list[tuple[str, int]] = []
+    if spec.minimum is None or spec.minimum <= -1:
+        choices.append((OWN_PREDICTION, -1))
+    choices += [(name, i) for i, name in enumerate(class_names)]
+    default = spec.default if spec.default in [v for _, v in choices] else choices[0][1]
+    return ControlSpec(
+        spec.name, "dropdown", "integer", spec.label, spec.info, default,
+        minimum=spec.minimum, maximum=len(class_names) - 1, choices=tuple(choices), nullable=spec.nullable,
+    )  # fmt: skip
+
+
+def limits_for(spec: ControlSpec, architectures: dict[str, dict[str, Any] | None]) -> tuple[int, str] | None:
+    """(largest valid value, which model sets it) for a layer/head/patch param, from the chosen models'
+    architectures ({"layers", "heads", "gpsa_layers", "patch_grid"}); None when unknown."""
+    if spec.name not in ARCH_LIMITS:
+        return None
+    key, index = ARCH_LIMITS[spec.name]
+    best: tuple[int, str] | None = None
+    for model, arch in architectures.items():
+        size = (arch or {}).get(key)
+        if index is not None and isinstance(size, list | tuple) and len(size) > index:
+            size = size[index]
+        if not isinstance(size, int) or size <= 0:
+            continue
+        if best is None or size - 1 < best[0]:
+            best = (size - 1, model)  # the smallest model bounds the comparison
+    return best
+
+
+def check_limits(
+    specs: list[ControlSpec], params: dict[str, Any], architectures: dict[str, dict[str, Any] | None]
+) -> list[str]:
+    """One message per value the chosen models cannot take, naming the field (refused, never clamped)."""
+    problems = []
+    for spec in specs:
+        limit = limits_for(spec, architectures)
+        value = params.get(spec.name)
+        if limit is None or not isinstance(value, int) or value <= limit[0]:
+            continue
+        problems.append(f"{spec.label}: {value} is out of range; {limit[1]} has 0–{limit[0]}")
+    return problems
 
 
 def in_bounds(spec: ControlSpec, value: Any) -> bool:
@@ -181,7 +288,7 @@ def make_component(spec: ControlSpec, value: Any, elem_id: str | None = None) ->
         "interactive": True,
     }
     if spec.kind == "dropdown":
-        return gr.Dropdown(choices=list(spec.choices), value=value, **common)
+        return gr.Dropdown(choices=list(spec.choices), value=value, **common)  # (label, value) pairs work
     if spec.kind == "checkbox":
         return gr.Checkbox(value=bool(value), **common)
     if spec.kind == "slider":

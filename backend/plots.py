@@ -6,32 +6,74 @@ values). Every figure carries a title; the UI uses it (and `layout.meta.alt`) as
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 from plotly.subplots import make_subplots
 
 SEQUENTIAL = "Cividis"
 # Blue-white-orange: readable with the common colour-vision deficiencies.
 DIVERGING = [[0.0, "#2166ac"], [0.5, "#f7f7f7"], [1.0, "#b35806"]]
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-FONT = {"family": "Inter, DejaVu Sans, Arial, sans-serif", "size": 15}
+# 16 px base: the smallest text a projected chart can afford (axis ticks); titles are larger.
+FONT = {"family": "Inter, DejaVu Sans, Arial, sans-serif", "size": 16, "color": "#111827"}
+# Comparisons of maps: "shared" = one colour scale (and one bar) for every panel, so a weak map looks weak;
+# "own" = each panel scaled to itself, with its own labelled colour bar under it.
+Scale = Literal["shared", "own"]
+# Legends sit at the very bottom of the figure (container coordinates), under the axis title, so they
+# never cover tick labels or the axis title however tall the plot area is.
+LEGEND_BELOW: dict[str, Any] = {
+    "orientation": "h",
+    "x": 0,
+    "xanchor": "left",
+    "yref": "container",
+    "y": 0.01,
+    "yanchor": "bottom",
+}
 
 
-def to_json(fig: go.Figure, alt: str | None = None) -> dict[str, Any]:
-    """Figure -> plain JSON dict (numpy arrays become lists)."""
-    title = fig.layout.title.text or ""
-    fig.update_layout(font=FONT, meta={"alt": alt or title}, template="plotly_white")
+def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -> dict[str, Any]:
+    """Figure -> plain JSON dict (numpy arrays become lists).
+
+    `layout.meta.alt` is the alt text; `layout.meta.notice` is the one or two sentence "what to notice"
+    the page shows under the figure.
+    """
+    title = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fig.layout.title.text or "")).strip()
+    meta: dict[str, Any] = {"alt": alt or title}
+    if notice:
+        meta["notice"] = notice
+    fig.update_layout(font=FONT, meta=meta, template="plotly_white")
+    pad_b = fig.layout.title.pad.b or 24  # builders with panel titles above the plot ask for more
+    if fig.layout.title.text:
+        # Sits on top of the plot area and pushes it down as its lines need (automargin): anchoring a
+        # multi-line title to the figure's top clipped its first line (measured in Chromium).
+        fig.update_layout(
+            title={"font": {"size": 19}, "xref": "paper", "x": 0, "xanchor": "left",
+                   "yref": "paper", "y": 1, "yanchor": "bottom", "automargin": True, "pad": {"b": pad_b}}
+        )  # fmt: skip
     out: dict[str, Any] = json.loads(fig.to_json())
     return out
 
 
+INLINE_PIXELS = 64 * 64  # larger images travel as one PNG instead of a JSON array of pixel values
+
+
 def _image_trace(image: np.ndarray) -> go.Image:
     rgb = (np.clip(image, 0, 1) * 255).astype(np.uint8)
-    return go.Image(z=rgb, hoverinfo="skip")
+    if rgb.shape[0] * rgb.shape[1] <= INLINE_PIXELS:
+        return go.Image(z=rgb, hoverinfo="skip")  # Plotly draws z pixels unsmoothed: crisp squares
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return go.Image(
+        source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), hoverinfo="skip"
+    )
 
 
 def heatmap_overlay(
@@ -46,7 +88,7 @@ def heatmap_overlay(
     """A (H, W) map drawn over an (H', W', 3) image; the map is stretched over the image extent."""
     fig = go.Figure()
     add_overlay(fig, image, heat, signed=signed, opacity=opacity, colorbar_title=colorbar_title)
-    fig.update_layout(title=title, width=520, height=500)
+    fig.update_layout(title=title, width=520, height=500, margin={"r": 90})
     _square_axes(fig)
     return to_json(fig)
 
@@ -62,7 +104,10 @@ def add_overlay(
     row: int | None = None,
     col: int | None = None,
     showscale: bool = True,
+    limits: tuple[float, float] | None = None,
+    colorbar: dict[str, Any] | None = None,
 ) -> None:
+    """One map over an image. `limits` fixes the colour scale (zmin, zmax); default: the map's own range."""
     heat = np.asarray(heat, dtype=float)
     h, w = heat.shape
     if image is not None:
@@ -73,7 +118,7 @@ def add_overlay(
     else:
         dx = dy = 1.0
         x0 = y0 = 0.0
-    limit = float(np.abs(heat).max()) or 1.0
+    zmin, zmax = limits if limits is not None else map_limits([heat], signed)
     fig.add_trace(
         go.Heatmap(
             z=heat,
@@ -82,16 +127,90 @@ def add_overlay(
             y0=y0,
             dy=dy,
             colorscale=DIVERGING if signed else SEQUENTIAL,
-            zmin=-limit if signed else float(heat.min()),
-            zmax=limit if signed else float(heat.max()),
+            zmin=zmin,
+            zmax=zmax,
             opacity=opacity if image is not None else 1.0,
             showscale=showscale,
-            colorbar={"title": {"text": colorbar_title}},
+            colorbar={
+                "title": {"text": colorbar_title, "side": "right"},
+                "thickness": 14,
+                "exponentformat": "e",
+                **(colorbar or {}),
+            },
             hovertemplate="row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
         ),
         row=row,
         col=col,
     )
+
+
+def map_limits(maps: Sequence[np.ndarray], signed: bool = False) -> tuple[float, float]:
+    """One colour range covering every map: (-m, m) with m = max |value| when signed, else (min, max)."""
+    values = np.concatenate([np.asarray(m, dtype=float).ravel() for m in maps])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (-1.0, 1.0) if signed else (0.0, 1.0)
+    if signed:
+        m = float(np.abs(values).max()) or 1.0
+        return -m, m
+    lo, hi = float(values.min()), float(values.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def _panel_titles(panels: Sequence[tuple[Any, ...]]) -> list[str]:
+    # Two short lines ("model" / "what"): side-by-side panels are narrow on a page or projector.
+    return [str(p[0]).replace(": ", ":<br>").replace(" → ", "<br>→ ") for p in panels]
+
+
+def _grid_maps(
+    fig: go.Figure,
+    panels: Sequence[tuple[Any, ...]],
+    cols: int,
+    rows: int,
+    *,
+    signed: bool,
+    scale: Scale,
+    colorbar_title: str,
+) -> None:
+    """Draw each panel's (image, map) into the subplot grid with the chosen colour-scale policy."""
+    shared = map_limits([p[2] for p in panels], signed) if scale == "shared" else None
+    for i, panel in enumerate(panels):
+        r, c = i // cols + 1, i % cols + 1
+        bar: dict[str, Any] | None = None
+        if scale == "own":
+            # A short horizontal bar under its own panel (vertical ones collide with the next panel).
+            xd = fig.get_subplot(r, c).xaxis.domain
+            yd = fig.get_subplot(r, c).yaxis.domain
+            lo, hi = map_limits([panel[2]], signed)
+            # Ticks at the two ends only: a narrow bar has no room for more labels without overlap.
+            bar = {"orientation": "h", "x": (xd[0] + xd[1]) / 2, "xanchor": "center", "len": (xd[1] - xd[0]),
+                   "y": yd[0] - 0.01, "yanchor": "top", "thickness": 10, "title": {"text": ""},
+                   "tickmode": "array", "tickvals": [lo, hi], "ticktext": [f"{lo:.2g}", f"{hi:.2g}"],
+                   "tickfont": {"size": 13}}  # fmt: skip
+        add_overlay(
+            fig, panel[1], panel[2], signed=signed, row=r, col=c,
+            showscale=scale == "own" or i == 0, limits=shared, colorbar=bar, colorbar_title=colorbar_title,
+        )  # fmt: skip
+
+
+def _grid_layout(fig: go.Figure, title: str, rows: int, cols: int, scale: Scale) -> None:
+    what = "one colour scale for all panels" if scale == "shared" else "each panel has its own colour scale"
+    fig.update_layout(
+        title=f"{title}<br><sup>{what}</sup>",
+        height=(330 if scale == "shared" else 380) * rows + 90,
+        width=max(520, 300 * cols),
+        margin={"r": 90, "t": 110},
+        title_pad_b=72,  # above the two-line panel titles
+    )
+    fig.update_annotations(font_size=15)  # the panel titles
+
+
+def _grid(n: int, cols: int | None, scale: Scale) -> tuple[int, int, dict[str, float]]:
+    cols = cols or min(n, 4)
+    rows = (n + cols - 1) // cols
+    # Room under each row for its colour bars when every panel has its own.
+    spacing = {"vertical_spacing": (0.16 if scale == "own" else 0.1) / max(rows, 1) * 2 if rows > 1 else 0.0}
+    return cols, rows, spacing
 
 
 def overlay_grid(
@@ -100,19 +219,22 @@ def overlay_grid(
     *,
     signed: bool = False,
     cols: int | None = None,
+    scale: Scale = "own",
+    colorbar_title: str = "",
+    notice: str | None = None,
 ) -> dict[str, Any]:
-    """Several (subtitle, image, map) panels side by side, e.g. one per model or per method."""
-    n = len(panels)
-    cols = cols or min(n, 4)
-    rows = (n + cols - 1) // cols
-    # Two short lines ("model" / "what"): side-by-side panels are narrow on a page or projector.
-    titles = [p[0].replace(": ", ":<br>").replace(" → ", "<br>→ ") for p in panels]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles)
-    for i, (_, image, heat) in enumerate(panels):
-        add_overlay(fig, image, heat, signed=signed, row=i // cols + 1, col=i % cols + 1, showscale=i == 0)
-    fig.update_layout(title=title, height=330 * rows + 80, width=max(520, 300 * cols))
+    """Several (subtitle, image, map) panels side by side, e.g. one per model or per method.
+
+    `scale="shared"`: maps in one comparison (a trained model and its randomised copy) get one colour
+    range and one colour bar, so a weak map is drawn weak. `scale="own"`: every map is stretched to its
+    own range and carries its own colour bar; the figure's subtitle says which.
+    """
+    cols, rows, spacing = _grid(len(panels), cols, scale)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_panel_titles(panels), **spacing)
+    _grid_maps(fig, panels, cols, rows, signed=signed, scale=scale, colorbar_title=colorbar_title)
+    _grid_layout(fig, title, rows, cols, scale)
     _square_axes(fig)
-    return to_json(fig)
+    return to_json(fig, notice=notice)
 
 
 def _square_axes(fig: go.Figure) -> None:
@@ -148,12 +270,84 @@ def grouped_bars(
                 **kwargs,
             )
         )
-    fig.update_layout(title=title, barmode="group", height=420, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        height=460,
+        width=max(480, 200 * len(categories) + 160),  # phones scroll rather than squeeze the labels
+        legend=LEGEND_BELOW,
+        margin={"b": 190},
+    )
     axis = fig.update_xaxes if horizontal else fig.update_yaxes
     axis(title=yaxis_title, range=list(yrange) if yrange else None)
     if horizontal:
         fig.update_yaxes(autorange="reversed")
     return to_json(fig)
+
+
+def probability_bars(
+    classes: Sequence[str],
+    per_model: Mapping[str, Sequence[float]],
+    title: str,
+    *,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """Class probabilities of several models in ONE chart: one colour per model, the classes in the
+    given order (top to bottom) for every model, and the axis fixed to 0–1 so bar lengths compare."""
+    fig = go.Figure()
+    for i, (model, probs) in enumerate(per_model.items()):
+        vals = [float(v) for v in probs]
+        fig.add_trace(
+            go.Bar(
+                name=model,
+                y=list(classes),
+                x=vals,
+                orientation="h",
+                marker_color=PALETTE[i % len(PALETTE)],
+                text=[f"{v:.0%}" if v >= 0.005 else "" for v in vals],  # no pile of "0%" labels
+                textposition="outside",
+                cliponaxis=False,
+                hovertemplate=f"{model}: %{{y}} %{{x:.1%}}<extra></extra>",
+            )
+        )
+    n = max(len(classes), 1) * max(len(per_model), 1)
+    fig.update_layout(
+        title=title,
+        barmode="group",
+        height=min(900, 170 + 26 * n),
+        bargap=0.25,
+        legend={**LEGEND_BELOW, "traceorder": "normal"},
+        margin={"t": 60, "r": 64, "b": 140},
+    )
+    fig.update_xaxes(
+        title="probability", range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1.0], tickformat=".0%",
+        showgrid=True, zeroline=True,
+    )  # fmt: skip
+    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(classes))
+    return to_json(fig, notice=notice)
+
+
+def image_pair(
+    panels: Sequence[tuple[str, np.ndarray]],
+    title: str,
+    *,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """Images side by side at their own pixel grids (e.g. the upload and the exact 32×32 model input);
+    Plotly draws image traces without smoothing, so every model pixel is a visible square."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    for i, (_, image) in enumerate(panels):
+        fig.add_trace(_image_trace(image), row=1, col=i + 1)
+    fig.update_layout(
+        title=title,
+        height=360,
+        margin={"t": 90, "b": 10},
+        title_pad_b=60,  # no width: fits a phone
+    )
+    fig.update_annotations(font_size=14)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return to_json(fig, notice=notice)
 
 
 def layer_scatter(
@@ -200,7 +394,15 @@ def line_chart(
     yaxis_title: str = "",
     error: dict[str, Sequence[float]] | None = None,
     log_x: bool = False,
+    x_ticks: Sequence[float] | None = None,
+    x_tick_suffix: str = "",
+    yrange: tuple[float, float] | None = None,
+    references: Mapping[str, float] | None = None,
+    notice: str | None = None,
 ) -> dict[str, Any]:
+    """Lines with markers; `x_ticks` puts ticks exactly at those values (labelled "5 %", ...), which a
+    log axis otherwise labels with Plotly's "2 3 4 5" minor digits. `references` are dashed horizontal
+    lines (e.g. chance)."""
     fig = go.Figure()
     for i, (label, ys) in enumerate(series.items()):
         err = (error or {}).get(label)
@@ -214,10 +416,28 @@ def line_chart(
                 error_y={"type": "data", "array": list(err)} if err is not None else None,
             )
         )
-    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=420)
+    for label, y in (references or {}).items():
+        fig.add_hline(
+            y=y, line={"dash": "dash", "color": "#4b5563", "width": 2},
+            annotation={"text": label, "font": {"size": 14}}, annotation_position="bottom right",
+        )  # fmt: skip
+    fig.update_layout(
+        title=title,
+        xaxis_title=xaxis_title,
+        yaxis_title=yaxis_title,
+        height=480,
+        legend=LEGEND_BELOW,
+        margin={"b": 190},
+    )
+    if x_ticks is not None:
+        fig.update_layout(width=max(520, 80 * len(list(x_ticks)) + 200))  # labelled ticks need room
     if log_x:
         fig.update_xaxes(type="log")
-    return to_json(fig)
+    if x_ticks is not None:
+        fig.update_xaxes(tickvals=list(x_ticks), ticktext=[f"{v:g}{x_tick_suffix}" for v in x_ticks])
+    if yrange is not None:
+        fig.update_yaxes(range=list(yrange))
+    return to_json(fig, notice=notice)
 
 
 def matrix_heatmap(
@@ -243,10 +463,12 @@ def matrix_heatmap(
             zmax=zmax,
             text=np.round(z, 2) if annotate else None,
             texttemplate="%{text}" if annotate else None,
-            colorbar={"title": {"text": colorbar_title}},
+            colorbar={"title": {"text": colorbar_title, "side": "right"}},
         )
     )
-    fig.update_layout(title=title, height=max(320, 60 * z.shape[0] + 120))
+    fig.update_layout(
+        title=title, height=max(320, 60 * z.shape[0] + 120), width=max(420, 90 * z.shape[1] + 200)
+    )
     fig.update_yaxes(autorange="reversed")
     return to_json(fig)
 
@@ -261,16 +483,17 @@ def overlay_grid_marked(
     signed: bool = False,
     cols: int | None = None,
     marker_label: str = "query patch",
+    scale: Scale = "own",
+    colorbar_title: str = "",
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """Like `overlay_grid`, with an optional (row, col) cell of each map outlined (e.g. the query patch)."""
-    n = len(panels)
-    cols = cols or min(n, 4)
-    rows = (n + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[p[0] for p in panels])
+    cols, rows, spacing = _grid(len(panels), cols, scale)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_panel_titles(panels), **spacing)
+    _grid_maps(fig, panels, cols, rows, signed=signed, scale=scale, colorbar_title=colorbar_title)
     shown = False
     for i, (_, image, heat, mark) in enumerate(panels):
         r, c = i // cols + 1, i % cols + 1
-        add_overlay(fig, image, heat, signed=signed, row=r, col=c, showscale=i == 0)
         if mark is None:
             continue
         # Same cell geometry as `add_overlay`: cell centres at (k + 0.5) * stride - 0.5 over an image.
@@ -294,14 +517,13 @@ def overlay_grid_marked(
             col=c,
         )
         shown = True
-    fig.update_layout(
-        title=title,
-        height=330 * rows + 80,
-        width=max(520, 300 * cols),
-        legend={"orientation": "h", "y": -0.05},
-    )
+    _grid_layout(fig, title, rows, cols, scale)
+    if shown:  # a legend above the grid collided with the panel titles; say it in the subtitle instead
+        fig.update_traces(showlegend=False, selector={"type": "scatter"})
+        text = fig.layout.title.text.replace("<sup>", f"<sup>orange square: the {marker_label} · ", 1)
+        fig.update_layout(title_text=text)
     _square_axes(fig)
-    return to_json(fig)
+    return to_json(fig, notice=notice)
 
 
 def head_layer_scatter(
@@ -366,11 +588,35 @@ def head_layer_scatter(
         title=title,
         xaxis_title="layer",
         yaxis_title=yaxis_title,
-        height=460,
-        legend={"orientation": "h", "y": -0.25},
+        height=480,
+        legend=LEGEND_BELOW,
+        margin={"b": 230},  # room for a legend of several rows under the axis title
     )
     fig.update_xaxes(dtick=1)
     return to_json(fig)
+
+
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left")
+
+
+def label_positions(xy: Sequence[tuple[float, float]], near: float = 0.12) -> list[str]:
+    """A text position per point so that labels of nearby points point different ways.
+
+    Points closer than `near` (as a fraction of the larger axis span) form a cluster; the k-th point of a
+    cluster gets the k-th position of LABEL_POSITIONS, so up to six overlapping labels fan out.
+    """
+    pts = np.asarray(xy, dtype=float).reshape(-1, 2)
+    if len(pts) == 0:
+        return []
+    span = float(np.nanmax(np.ptp(pts, axis=0))) or 1.0
+    out: list[str] = []
+    for i in range(len(pts)):
+        d = np.linalg.norm(pts[:i] - pts[i], axis=1) / span if i else np.empty(0)
+        used = {out[j] for j in np.flatnonzero(d < near)}
+        out.append(
+            next((p for p in LABEL_POSITIONS if p not in used), LABEL_POSITIONS[i % len(LABEL_POSITIONS)])
+        )
+    return out
 
 
 def labelled_scatter(
@@ -387,8 +633,14 @@ def labelled_scatter(
     fig = go.Figure()
     all_sizes = [abs(float(s)) for (_, _, _, sizes) in points.values() for s in sizes if np.isfinite(s)]
     top = max(all_sizes) if all_sizes else 1.0
+    placed = label_positions(
+        [(float(x), float(y)) for (xs, ys, _, _) in points.values() for x, y in zip(xs, ys, strict=True)]
+    )
+    offset = 0
     for i, (series, (xs, ys, labels, sizes)) in enumerate(points.items()):
         sz = [8 + 22 * abs(float(s)) / (top or 1.0) if np.isfinite(s) else 8 for s in sizes]
+        positions = placed[offset : offset + len(list(xs))]
+        offset += len(positions)
         fig.add_trace(
             go.Scatter(
                 x=[float(v) for v in xs],
@@ -396,7 +648,8 @@ def labelled_scatter(
                 mode="markers+text",
                 name=series,
                 text=list(labels),
-                textposition="top center",
+                textposition=positions,
+                textfont={"size": 13},
                 customdata=[float(s) for s in sizes],
                 hovertemplate="%{text}: (%{x:.2f}, %{y:.2f}), "
                 + (size_title or "size")
@@ -404,7 +657,10 @@ def labelled_scatter(
                 marker={"color": PALETTE[i % len(PALETTE)], "size": sz, "opacity": 0.75},
             )
         )
-    fig.update_layout(title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=480)
+    fig.update_layout(
+        title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=520, width=560,
+        legend=LEGEND_BELOW, margin={"b": 160}, title_pad_b=44,
+    )  # fmt: skip
     if square:
         fig.update_yaxes(scaleanchor="x", scaleratio=1, autorange="reversed")
     return to_json(fig)

@@ -61,17 +61,17 @@ class TextInputSpec(BaseModel):
 class LabInfo(BaseModel):
     name: str
     title: str
-    description: str
-    params_schema: dict[str, Any]
-    model_tasks: list[str]
-    model_families: list[str] | None
-    needs_image: bool
+    description: str = ""
+    params_schema: dict[str, Any] = Field(default_factory=dict)
+    model_tasks: list[str] = Field(default_factory=list)
+    model_families: list[str] | None = None
+    needs_image: bool = True
     text_input: TextInputSpec | None = Field(default=None, description="The lab's text input, if any")
-    max_models: int
-    default_models: list[str]
+    max_models: int = 4
+    default_models: list[str] = Field(default_factory=list)
     lesson: str | None = Field(default=None, description="Markdown lesson text shown beside the lab")
 
-    def accepts(self, task: str, family: str) -> bool:
+    def accepts_model(self, task: str, family: str) -> bool:
         """Whether a model of this task and family can go into this lab."""
         if task not in self.model_tasks:
             return False

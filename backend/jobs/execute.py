@@ -20,6 +20,7 @@ from backend.jobs.validate import JobRequestError, validate_job
 from backend.labs import LabContext, LabResult, LoadedModel
 from backend.labs.base import to_jsonable
 from backend.models import create_model, get_entry
+from backend.models.ood import check_job_image
 from backend.models.registry import ProgressFn
 
 
@@ -150,8 +151,19 @@ def run_lab(
         result = lab.run(ctx, p)
     report(0.92, "drawing figures")
     figures = lab.figures(result, p)
+    metrics, text = to_jsonable(result.metrics), result.text
+    # --- issue 9: is the image like the models' training data? (backend/models/ood.py) ---
+    if image is not None and model_names:
+        entries = [get_entry(n) for n in model_names]
+        ood = check_job_image(
+            image, entries, lambda n: _locked_models(n, device, _no_progress), torch.device(device)
+        )
+        if ood is not None:
+            metrics["ood"] = ood
+            text = text if ood["in_distribution"] else f"{ood['sentence']} {text or ''}".strip()
+    # --- end issue 9 ---
     report(1.0, "done")
-    return {"figures": figures, "metrics": to_jsonable(result.metrics), "text": result.text}
+    return {"figures": figures, "metrics": metrics, "text": text}
 
 
 # Settings of the workers in this process, by rq worker name: a job runs with its worker's device.

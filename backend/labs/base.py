@@ -100,7 +100,7 @@ class Lab(ABC):
         return []
 
     def accepts(self, entry: ModelEntry) -> bool:
-        return self.info().accepts(entry.task, entry.family)
+        return self.info().accepts_model(entry.task, entry.family)
 
     def info(self, lesson: str | None = None) -> LabInfo:
         """The lab's metadata as the API, the CLI and the UI see it: the one definition of the contract."""

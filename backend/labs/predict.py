@@ -16,24 +16,31 @@ from pydantic import Field
 
 from backend import plots
 from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_lab
-from backend.models.preprocess import preprocess
+from backend.models.preprocess import display_image, preprocess
 
 MAX_AUGMENTED_IMAGES = 20_000  # tta_samples × models: keeps one job near a minute and a half on a CPU
 
 
 class PredictParams(LabParams):
-    top_k: int = Field(default=5, ge=1, le=20, description="How many of the most likely classes to show")
+    top_k: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        title="Classes to show per model",
+        description="The most likely classes of each model",
+    )
     tta_samples: int = Field(
         default=0,
         ge=0,
         le=20000,
+        title="Shifted copies to average (0 = off)",
         description="Test-time augmentation: also average the prediction over this many randomly shifted "
-        "and flipped copies (0 = off)",
+        "and flipped copies",
     )
     max_shift: int = Field(
-        default=4, ge=0, le=16, description="Largest random shift in pixels for augmentation"
+        default=4, ge=0, le=16, title="Largest shift (pixels)", description="For the shifted copies"
     )
-    seed: int = Field(default=0, ge=0, description="Random seed for the augmentations")
+    seed: int = Field(default=0, ge=0, title="Random seed", description="Which shifted copies are drawn")
 
 
 def augment(x: torch.Tensor, n: int, max_shift: int, gen: torch.Generator) -> torch.Tensor:
@@ -51,7 +58,7 @@ def augment(x: torch.Tensor, n: int, max_shift: int, gen: torch.Generator) -> to
 class PredictLab(Lab):
     name = "predict"
     title = "Predict"
-    description = "Top-k class probabilities of each model for the same image."
+    description = "What each model answers for the same image, and how sure it is."
     Params = PredictParams
     default_models = ("cnn-shapes", "convit-shapes", "deit-shapes")
 
@@ -66,23 +73,32 @@ class PredictLab(Lab):
         assert ctx.image is not None
         per_model: dict[str, dict[str, Any]] = {}
         metrics: dict[str, Any] = {}
+        inputs: dict[str, np.ndarray] = {}  # model input size -> the exact picture the model gets
         n_models = len(ctx.models)
         for i, m in enumerate(ctx.models):
             ctx.progress(i / n_models, f"running {m.name}")
             x = preprocess(ctx.image, m.module).to(ctx.device)
+            size = "×".join(str(v) for v in x.shape[-2:])
+            if size not in inputs:
+                inputs[size] = display_image(ctx.image, m.module)
             with torch.no_grad():
                 probs = torch.softmax(m.module(x).float(), dim=-1)[0].cpu().numpy()
                 tta = self._tta(ctx, m.module, x, params, i, n_models) if params.tta_samples else None
             k = min(params.top_k, probs.shape[0])
             top = np.argsort(-probs)[:k]
-            per_model[m.name] = {"classes": [m.entry.class_names[j] for j in top], "probs": probs[top]}
-            metrics[m.name] = {"top1": m.entry.class_names[top[0]], "confidence": float(probs[top[0]])}
+            names = list(m.entry.class_names)
+            per_model[m.name] = {"class_names": names, "probs": probs, "top": [names[j] for j in top]}
+            metrics[m.name] = {"top1": names[top[0]], "confidence": float(probs[top[0]])}
             if tta is not None:
-                per_model[m.name]["tta_probs"] = tta[top]
-                agree = float(tta[top[0]])
-                metrics[m.name]["tta_mean_prob_of_top1"] = agree
-        text = "; ".join(f"{n}: {v['top1']} ({v['confidence']:.0%})" for n, v in metrics.items())
-        return LabResult(arrays={"per_model": per_model}, metrics=metrics, text=text)
+                per_model[m.name]["tta_probs"] = tta
+                metrics[m.name]["tta_mean_prob_of_top1"] = float(tta[top[0]])
+        original = np.asarray(ctx.image.convert("RGB"), dtype=np.float32) / 255.0
+        text = " ".join(f"{n} says {v['top1']} ({v['confidence']:.0%})." for n, v in metrics.items())
+        return LabResult(
+            arrays={"per_model": per_model, "original": original, "inputs": inputs},
+            metrics=metrics,
+            text=text,
+        )
 
     @staticmethod
     def _tta(
@@ -100,18 +116,55 @@ class PredictLab(Lab):
         return (acc / total).numpy()
 
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]:
-        figs = []
-        for name, r in result.arrays["per_model"].items():
-            series = {"this image": r["probs"]}
-            if "tta_probs" in r:
-                series[f"mean over {params.tta_samples} shifted/flipped copies"] = r["tta_probs"]
+        per_model = result.arrays["per_model"]
+        original = result.arrays["original"]
+        h, w = original.shape[:2]
+        panels = [(f"your image<br>({w}×{h} px)", original)]
+        panels += [(f"model input<br>({size} px)", img) for size, img in result.arrays["inputs"].items()]
+        figs = [
+            plots.image_pair(
+                panels,
+                "What the models see",
+                notice="The models never see your image itself, only this small resized copy: every square "
+                "on the right is one input pixel. Detail that is lost here cannot influence any answer.",
+            )
+        ]
+        classes = class_order(per_model)
+        k = min(params.top_k, len(classes))
+        figs.append(
+            plots.probability_bars(
+                classes,
+                {n: [prob_of(r, c) for c in classes] for n, r in per_model.items()},
+                f"How sure is each model?<br><sup>each model's top {k} · one shared 0–100 % axis</sup>",
+                notice="Compare bar lengths across models: every model is drawn on the same 0–100 % axis and "
+                "in the same class order. A long bar for a class the image does not show is over-confidence, "
+                "not knowledge.",
+            )
+        )
+        if any("tta_probs" in r for r in per_model.values()):
             figs.append(
-                plots.grouped_bars(
-                    r["classes"],
-                    series,
-                    f"{name}: top-{len(r['classes'])} classes",
-                    yaxis_title="probability",
-                    horizontal=True,
+                plots.probability_bars(
+                    classes,
+                    {n: [prob_of(r, c, "tta_probs") for c in classes] for n, r in per_model.items()},
+                    f"Averaged over {params.tta_samples} shifted and flipped copies",
+                    notice="If a model's bars here differ from the chart above, its answer depends on "
+                    "exactly where the shape sits: it has not learned to ignore small shifts.",
                 )
             )
         return figs
+
+
+def class_order(per_model: dict[str, dict[str, Any]]) -> list[str]:
+    """Every class in some model's top-k, in the training set's class order (the first model's list,
+    then any class only later models know), so every model's bars line up."""
+    wanted = {c for r in per_model.values() for c in r["top"]}
+    order: list[str] = []
+    for r in per_model.values():
+        order += [c for c in r["class_names"] if c in wanted and c not in order]
+    return order
+
+
+def prob_of(r: dict[str, Any], cls: str, key: str = "probs") -> float:
+    """A model's probability of a class by name; 0 when the model does not know that class."""
+    names = r["class_names"]
+    return float(r[key][names.index(cls)]) if cls in names else 0.0

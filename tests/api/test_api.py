@@ -188,12 +188,13 @@ def test_predict_job_figure_comes_from_the_trained_model(client: TestClient) -> 
     assert r.status_code == 202
     view = wait(client, r.json()["id"])
     assert view["status"] == "finished", view
-    bars = view["result"]["figures"][0]["data"][0]
+    # figures[0] shows the image and the model input; figures[1] the probabilities (classes in training order)
+    bars = view["result"]["figures"][1]["data"][0]
     probs = independent_probs(load_example(example.name))
     from backend.models.registry import get_entry
 
-    names = get_entry(MODEL).class_names
-    expected = np.argsort(-probs)[:3]
+    names = list(get_entry(MODEL).class_names)
+    expected = sorted(np.argsort(-probs)[:3])
     assert bars["y"] == [names[i] for i in expected]
     np.testing.assert_allclose(bars["x"], probs[expected], atol=2e-3)
     # The shipped model recognises its own test-split example.

@@ -1,11 +1,16 @@
 """The dashboard in headless Chromium against a live `biaslab serve` (embedded queue, real models).
 
-One screenshot (1280x800) per lab goes to artifacts/ui-<lab>.png.
+Every lab runs once on a photograph uploaded from scikit-image; each tab is then photographed at a phone
+(390×844), a laptop (1280×800) and a projector (1920×1080) viewport into artifacts/ui-<lab>-<w>.png,
+checked for text that overlaps inside its charts and for a page wider than the screen, and scanned with
+axe-core (the npm package, injected through Playwright) for serious or critical violations.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -13,17 +18,81 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
+from tests.conftest import REPO, REQUIRE_BINARIES
+
 pytestmark = pytest.mark.browser
 
-LAB_TIMEOUT_MS = 240_000  # the slowest lab on two CPU cores, with margin
+LAB_TIMEOUT_MS = 300_000  # the slowest lab on two CPU cores, with margin
 EXAMPLE = "example-shapes-star"
+# Laptop first: the labs run there, and Plotly redraws reliably when a window grows, then shrinks.
+VIEWPORTS = {"laptop": (1280, 800), "projector": (1920, 1080), "phone": (390, 844)}
+# Labs whose figures do not carry `layout.meta.notice` yet (being reworked for issue 14 with
+# `backend.plots`' `notice=`); remove a name once its lab sets it.
+NOTICES_PENDING = {"attention", "gating", "attribution"}
+AXE_JS = Path(os.environ.get("BIASLAB_AXE_JS", REPO / ".venv/npm/node_modules/axe-core/axe.min.js"))
+
+# Pairs of visible SVG text boxes inside one chart that overlap by more than a quarter of the smaller one.
+OVERLAPS_JS = """
+(root) => {
+  const out = [];
+  document.querySelectorAll(root + " .js-plotly-plot").forEach((gd) => {
+    const boxes = [...gd.querySelectorAll("svg text")]
+      .filter((t) => t.textContent.trim() && t.getAttribute("visibility") !== "hidden")
+      .map((t) => ({text: t.textContent.trim(), r: t.getBoundingClientRect()}))
+      .filter((b) => b.r.width > 0 && b.r.height > 0);
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i].r, b = boxes[j].r;
+        const w = Math.min(a.right, b.right) - Math.max(a.left, b.left);
+        const h = Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top);
+        const small = Math.min(a.width * a.height, b.width * b.height);
+        const where = gd.closest("[id]") ? gd.closest("[id]").id : "";
+        if (w > 0 && h > 0 && w * h > 0.25 * small) out.push([where, boxes[i].text, boxes[j].text]);
+      }
+    }
+  });
+  return out;
+}
+"""
+AXE_RUN_JS = """
+async () => {
+  const r = await axe.run(document, {resultTypes: ["violations"]});
+  return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id}: ${v.help} (${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")})`);
+}
+"""
 
 
 @pytest.fixture(scope="module")
 def catalog(live_server: Any) -> dict[str, Any]:
+    from app.client import LabSpec
+    from app.main import teaching_order
+
     labs = httpx.get(live_server.api("/labs"), timeout=30).json()
+    ordered = teaching_order([LabSpec(**lab) for lab in labs])
     examples = httpx.get(live_server.api("/examples"), timeout=30).json()
-    return {"labs": labs, "examples": examples}
+    return {"labs": [lab.model_dump() for lab in ordered], "examples": examples}
+
+
+@pytest.fixture(scope="module")
+def axe_source() -> str:
+    if not AXE_JS.exists():
+        message = f"{AXE_JS} missing: run `make pytest` (npm install --prefix .venv/npm axe-core@4)"
+        if REQUIRE_BINARIES:
+            pytest.fail(message)
+        pytest.skip(message)
+    return AXE_JS.read_text()
+
+
+def photo_png(name: str) -> bytes:
+    """A scikit-image photograph as PNG bytes (shipped with the package: no download)."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(getattr(data, name)())).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def open_page(page: Any, url: str) -> None:
@@ -32,43 +101,133 @@ def open_page(page: Any, url: str) -> None:
     page.wait_for_selector("#example-gallery button", timeout=60_000)
 
 
-def wait_done(page: Any, lab: str, timeout: int = LAB_TIMEOUT_MS) -> str:
-    status = page.locator(f"#{lab}-status")
-    page.wait_for_selector(
-        f"#{lab}-status [data-status=finished], #{lab}-status [data-status=error]", timeout=timeout
+def upload(page: Any, name: str, data: bytes) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.click("#upload-image")
+    chooser.value.set_files(files=[{"name": name, "mimeType": "image/png", "buffer": data}])
+    page.wait_for_function(
+        "(n) => document.querySelector('#image-note')?.innerText.includes('uploaded')",
+        arg=name,
+        timeout=60_000,
     )
-    return str(status.inner_text())
 
 
-def test_every_lab_runs_on_an_example(
+def pick_example(page: Any, caption: str, image_id: str) -> None:
+    page.locator(f"#example-gallery button.thumbnail-item[aria-label='{caption}']").click()
+    page.wait_for_function(
+        "(id) => new URLSearchParams(location.search).get('image') === id", arg=image_id, timeout=30_000
+    )
+
+
+def select_tab(page: Any, lab: str, title: str) -> None:
+    """Click a lab's tab; on a phone the tabs that do not fit sit in Gradio's "More tabs" menu."""
+    button = page.locator(f"#tab-{lab}-button")
+    if button.count() and button.is_visible():
+        button.click()
+        return
+    page.click("#lab-tabs .overflow-menu > button")
+    page.locator("#lab-tabs .overflow-dropdown button", has_text=title).click()
+    page.wait_for_selector(f"#tab-{lab}-button[aria-selected=true]", timeout=10_000)
+
+
+def run_lab(page: Any, lab: str, timeout: int = LAB_TIMEOUT_MS) -> str:
+    page.click(f"#tab-{lab}-button")
+    # Mark the current status line: the wait below must see the new job's line, not a previous "Done".
+    page.evaluate(
+        f"() => document.querySelectorAll('#{lab}-status [data-status]').forEach(e => e.dataset.old = 1)"
+    )
+    page.click(f"#{lab}-run")
+    page.wait_for_selector(
+        ", ".join(f"#{lab}-status [data-status={s}]:not([data-old])" for s in ("finished", "error")),
+        timeout=timeout,
+    )
+    return str(page.locator(f"#{lab}-status").inner_text())
+
+
+def test_every_lab_on_a_photo_at_three_viewports(
+    browser_page: Any, live_server: Any, catalog: Any, artifacts_dir: Path, axe_source: str
+) -> None:
+    page = browser_page
+    open_page(page, live_server.url + "/")
+    # The guided first screen: Predict is open and its Run button is above the fold at 1280×800.
+    assert page.locator("#lab-tabs [role=tab]").first.inner_text().strip() == "Predict"
+    assert page.locator("#tab-predict-button").get_attribute("aria-selected") == "true"
+    run_box = page.locator("#predict-run").bounding_box()
+    assert run_box is not None and run_box["y"] + run_box["height"] <= 800, run_box
+    assert page.locator("#predict-advanced").is_visible()  # settings are behind the toggle
+    assert not page.locator("#predict-top_k").is_visible()
+    assert "Webcam" not in page.locator("#current-image").inner_text()
+
+    upload(page, "chelsea.png", photo_png("chelsea"))
+    failures: list[str] = []
+    for lab in catalog["labs"]:
+        name = lab["name"]
+        status = run_lab(page, name)
+        if "Done" not in status:
+            failures.append(f"{name}: {status}")
+            page.screenshot(path=str(artifacts_dir / f"ui-{name}-failed.png"), full_page=True)
+            continue
+        page.locator(f"#{name}-fig-0 .js-plotly-plot").wait_for(timeout=30_000)
+        notice = page.locator(f"#{name}-ood [data-ood=true]")
+        if lab["max_models"] > 0:  # the page sends its image to every lab that takes models
+            assert notice.is_visible(), f"{name}: no out-of-distribution notice for a cat photo"
+            assert "unlike the shapes images" in notice.inner_text()
+        else:
+            assert notice.count() == 0
+        if name not in NOTICES_PENDING:
+            assert page.locator(f"#{name}-notice-0").is_visible(), (
+                f"{name}: no 'what to notice' under figure 1"
+            )
+        assert "Traceback" not in page.content()
+    assert not failures, failures
+
+    problems: list[str] = []
+    for label, (width, height) in VIEWPORTS.items():
+        page.set_viewport_size({"width": width, "height": height})
+        for lab in catalog["labs"]:
+            name = lab["name"]
+            select_tab(page, name, lab["title"])
+            page.wait_for_timeout(700)  # Plotly re-lays out on resize
+            page.screenshot(path=str(artifacts_dir / f"ui-{name}-{width}.png"), full_page=True)
+            wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+            if wide > 1:
+                problems.append(f"{name} at {label}: page is {wide}px wider than the screen")
+            problems += [f"{name} at {label}: {o}" for o in page.evaluate(OVERLAPS_JS, f"#tab-{name}")]
+            if label == "laptop":
+                page.add_script_tag(content=axe_source)
+                problems += [f"{name}: axe {v}" for v in page.evaluate(AXE_RUN_JS)]
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.click("#bl-projector input")
+    page.click("#tab-predict-button")
+    page.wait_for_timeout(700)
+    page.screenshot(path=str(artifacts_dir / "ui-predict-1920-projector.png"), full_page=True)
+    assert not problems, "\n".join(problems)
+
+
+def test_shape_example_quiz_reveal_and_stale_marks(
     browser_page: Any, live_server: Any, catalog: Any, artifacts_dir: Path
 ) -> None:
     page = browser_page
     open_page(page, live_server.url + "/")
-    title = next(e["title"] for e in catalog["examples"] if e["image_id"] == EXAMPLE)
-    page.locator(f"#example-gallery button.thumbnail-item:has(img[alt='{title}'])").click()
-    page.wait_for_function(
-        "() => new URLSearchParams(location.search).get('image') === 'example-shapes-star'"
-    )
-    failures = []
-    for lab in catalog["labs"]:
-        name = lab["name"]
-        page.click(f"#tab-{name}-button")
-        page.click(f"#{name}-run")
-        text = wait_done(page, name)
-        if "Done" not in text:
-            failures.append(f"{name}: {text}")
-            page.screenshot(path=str(artifacts_dir / f"ui-{name}-failed.png"))
-            continue
-        plot = page.locator(f"#{name}-fig-0 .js-plotly-plot")
-        plot.wait_for(timeout=30_000)
-        assert plot.get_attribute("role") == "img" and plot.get_attribute("aria-label")
-        page.locator(f"#{name}-fig-0").scroll_into_view_if_needed()
-        page.wait_for_timeout(300)
-        page.screenshot(path=str(artifacts_dir / f"ui-{name}.png"))
-        assert page.locator(f"#{name}-dl-html").is_visible()
-        assert "Traceback" not in page.content()
-    assert not failures, failures
+    pick_example(page, "star", EXAMPLE)
+    page.locator("#predict-quiz label").nth(0).click()  # a prediction before the result
+    assert "Done" in run_lab(page, "predict")
+    assert page.locator("#predict-ood [data-ood]").count() == 0  # a training-like image: no notice
+    reveal = page.locator("#predict-reveal .bl-reveal")
+    assert reveal.get_attribute("data-quiz") == "wrong" and "the data say" in reveal.inner_text()
+    # One grouped chart for all models, on a fixed 0–1 axis.
+    page.locator("#predict-fig-1 .js-plotly-plot").wait_for(timeout=30_000)
+    chart = page.evaluate("() => document.querySelector('#predict-fig-1 .js-plotly-plot').layout.xaxis.range")
+    assert chart == [0, 1]
+    # A new image marks the old result as out of date.
+    assert page.locator("#predict-stale [data-stale]").count() == 0
+    upload(page, "coffee.png", photo_png("coffee"))
+    page.locator("#predict-stale [data-stale=true]").wait_for(timeout=30_000)
+    page.screenshot(path=str(artifacts_dir / "ui-predict-stale.png"))
+    assert "Done" in run_lab(page, "predict")
+    assert page.locator("#predict-stale [data-stale]").count() == 0  # the fresh result is not marked
+    assert page.locator("#predict-ood [data-ood=true]").is_visible()
+    assert page.locator("#predict-reveal [data-quiz=skipped]").count() == 0  # the answer stays locked in
 
 
 def test_shared_link_reopens_the_same_state(browser_page: Any, live_server: Any, catalog: Any) -> None:
@@ -76,6 +235,7 @@ def test_shared_link_reopens_the_same_state(browser_page: Any, live_server: Any,
     link = f"{live_server.url}/?lab=predict&models=cnn-shapes,deit-shapes&image={EXAMPLE}&top_k=3"
     open_page(page, link)
     page.wait_for_selector("#tab-predict-button[aria-selected=true]")
+    page.click("#predict-advanced button.label-wrap")
     page.wait_for_function(
         "() => document.querySelector('#predict-top_k input[type=number]')?.value === '3'", timeout=30_000
     )
@@ -100,23 +260,25 @@ def test_shared_link_reopens_the_same_state(browser_page: Any, live_server: Any,
     assert query["lab"] == ["predict"] and query["models"] == ["cnn-shapes,deit-shapes"]
     assert query["image"] == [EXAMPLE]
     open_page(page, page.url)
+    page.click("#predict-advanced button.label-wrap")
     page.wait_for_function(
         "() => document.querySelector('#predict-top_k input[type=number]')?.value === '4'", timeout=30_000
     )
     assert checked() == ["cnn-shapes", "deit-shapes"]
-    page.click("#predict-run")
-    assert "Done" in wait_done(page, "predict")
-    # top-4 bars in each model's chart
-    page.wait_for_selector("#predict-fig-0 .js-plotly-plot g.point", timeout=30_000)
-    assert page.locator("#predict-fig-0 .js-plotly-plot g.point").count() == 4
-    # The downloads: metrics as JSON (with what produced them), figures as one standalone HTML file.
+    assert "Done" in run_lab(page, "predict")
+    # Two models' bars in one chart: at least 4 classes, the same ones for each model.
+    page.wait_for_selector("#predict-fig-1 .js-plotly-plot g.point", timeout=30_000)
+    traces = page.locator("#predict-fig-1 .js-plotly-plot g.trace.bars")
+    assert traces.count() == 2
+    assert traces.nth(0).locator("g.point").count() == traces.nth(1).locator("g.point").count() >= 4
+    # The downloads: numbers as JSON (with what produced them), figures as one standalone HTML file.
     with page.expect_download() as download:
         page.click("#predict-dl-json")
     saved = json.loads(Path(download.value.path()).read_text())
-    assert saved["params"]["top_k"] == 4 and set(saved["metrics"]) == {"cnn-shapes", "deit-shapes"}
+    assert saved["params"]["top_k"] == 4 and {"cnn-shapes", "deit-shapes"} <= set(saved["metrics"])
     with page.expect_download() as download:
         page.click("#predict-dl-html")
-    assert Path(download.value.path()).read_text().count("<figure") == 2
+    assert Path(download.value.path()).read_text().count("<figure") == 2  # model input + probabilities
 
 
 def test_non_image_upload_shows_the_api_message(browser_page: Any, live_server: Any) -> None:

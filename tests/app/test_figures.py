@@ -44,3 +44,15 @@ def test_downloads_are_standalone(tmp_path: Path) -> None:
     assert page.count("<figure") == 2 and 'aria-label="cnn-shapes: top-2"' in page
     assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js inlined once: works offline
     assert json.loads(json_path.read_text()) == {"m": 1}
+
+
+def test_ood_notice_only_for_out_of_distribution_results() -> None:
+    from app.figures import ood_html
+
+    ood = {"in_distribution": False, "score": 0.6, "threshold": 0.2, "sentence": "Odd: <cat>."}
+    shown = ood_html({"ood": ood})
+    assert 'data-ood="true"' in shown and "&lt;cat&gt;" in shown and "3.0×" in shown
+    assert ood_html({"ood": {**ood, "in_distribution": True}}) == ""
+    assert ood_html({}) == ""
+    # the notice is not repeated as a column of the metrics table
+    assert "ood" not in metrics_markdown({"cnn": {"top1": "ring"}, "ood": ood})

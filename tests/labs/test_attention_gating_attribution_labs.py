@@ -7,7 +7,6 @@ the same job function the API and CLI use once its weights exist.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -118,11 +117,9 @@ def test_lab_on_the_shipped_zoo(lab_name: str) -> None:
         for m in models:  # ConViT fills its rel_indices cache on the first forward
             m.module(torch.rand(1, *m.entry.input_size))
     before = [fingerprint(m.module) for m in models]
-    start = time.monotonic()
+    # Speed is the benchmark's business (and the labs' cost limits'); here, the work and its side effects.
     out: dict[str, Any] = run_lab(lab_name, names, sample_image(), {})
-    elapsed = time.monotonic() - start
     assert out["figures"] and all(f["data"] for f in out["figures"])
-    assert elapsed < 60, f"{lab_name} took {elapsed:.1f} s with default parameters"
     for m, fp in zip(models, before, strict=True):
         assert fingerprint_diff(fp, fingerprint(m.module)) == [], m.name
 

@@ -1,0 +1,237 @@
+"""Is this image like what the models were trained on? A k-nearest-neighbour out-of-distribution score.
+
+Method: deep nearest neighbours (Sun, Ming, Zhu & Li, "Out-of-Distribution Detection with Deep Nearest
+Neighbors", ICML 2022, arXiv 2204.06507). An image's penultimate-layer embedding is L2-normalised; its
+score is the Euclidean distance to the k-th nearest normalised embedding of `n_train` training images.
+The threshold is the `quantile` of the same score on held-out validation images, so by construction
+about 1 − quantile of in-distribution images are flagged (the false-positive rate, measured on the
+test split by `evaluate`).
+
+Which embedding: every zoo model shares one training set (`shapes`), so "is this like the training
+data" has one answer for all of them, computed in one reference model's feature space. We use the
+CNN's (`cnn-shapes`): measured with `python -m backend.models.ood --compare` (2,000 test images, the 9
+photos of `photo_set`), the DeiT-like ViT's, the Mixer's and the MLP's own embeddings flagged only 2, 5
+and 4 of the 9 photos at a 95 % threshold (they map photos onto shape clusters, the very
+over-confidence the notice warns about), while the CNN's flagged all 9 at a 1.5 % false-positive rate
+(ConViT's and the PGD CNNs' did too). Maximum softmax probability (Hendrycks & Gimpel, ICLR 2017),
+tried in a prototype at 5 % false positives, caught 1 of 9 photos for the DeiT-like ViT and 2 of 9 for
+the MLP.
+
+Datasets without a reference model (e.g. a researcher's ImageNet timm model) get no verdict rather
+than a wrong one.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from sklearn.neighbors import NearestNeighbors
+from torch import nn
+
+from backend.models.preprocess import preprocess
+
+METHOD = "k-NN distance in a trained model's feature space (Sun et al., ICML 2022, arXiv 2204.06507)"
+# Training dataset -> the model whose embedding is the reference, and how to load that dataset.
+REFERENCE_MODELS = {"shapes": "cnn-shapes"}
+K = 10
+N_TRAIN = 2000
+N_VAL = 1000
+QUANTILE = 0.99  # 1 % of held-out shapes images are flagged by construction
+
+
+def _load_split(dataset: str, split: str, n: int) -> np.ndarray:
+    """(n, H, W, 3) uint8 images of one split of a procedural dataset (deterministic, no download)."""
+    if dataset == "shapes":
+        from backend.data.shapes import load_shapes
+
+        return load_shapes(split, seed=0, n=n).images
+    raise KeyError(f"no out-of-distribution reference for dataset {dataset!r}")
+
+
+def embed(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """L2-normalised penultimate features (timm's `forward_head(pre_logits=True)`), (N, D) float32."""
+    out = []
+    model.eval()
+    with torch.no_grad():  # not inference_mode: ConViT caches tensors (DESIGN pitfall)
+        for i in range(0, x.shape[0], batch):
+            f = model.forward_head(model.forward_features(x[i : i + batch]), pre_logits=True)  # type: ignore[operator]
+            out.append(torch.nn.functional.normalize(f.flatten(1).float(), dim=1).cpu())
+    return torch.cat(out).numpy()
+
+
+def _pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    # The zoo's data config is mean 0, std 1 at native size, so its preprocessing is just [0, 1] scaling.
+    from backend.data.splits import to_tensor
+
+    return to_tensor(images).to(device)
+
+
+@dataclass
+class Reference:
+    """A fitted detector: training embeddings, k and the calibrated threshold."""
+
+    dataset: str
+    model: str
+    knn: NearestNeighbors
+    k: int
+    threshold: float
+    val_scores: np.ndarray
+
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """Distance to the k-th nearest training embedding, one per row."""
+        dist, _ = self.knn.kneighbors(embeddings, n_neighbors=self.k)
+        return np.asarray(dist[:, -1], dtype=float)
+
+
+def fit_reference(
+    dataset: str,
+    model_name: str,
+    module: nn.Module,
+    device: torch.device,
+    *,
+    k: int = K,
+    n_train: int = N_TRAIN,
+    n_val: int = N_VAL,
+    quantile: float = QUANTILE,
+) -> Reference:
+    train = embed(module, _pixels(_load_split(dataset, "train", n_train), device))
+    val = embed(module, _pixels(_load_split(dataset, "val", n_val), device))
+    knn = NearestNeighbors(n_neighbors=k).fit(train)
+    ref = Reference(dataset, model_name, knn, k, 0.0, np.empty(0))
+    ref.val_scores = ref.scores(val)
+    ref.threshold = float(np.quantile(ref.val_scores, quantile))
+    return ref
+
+
+@lru_cache(maxsize=8)
+def _cached_reference(dataset: str, model_name: str, device: str, module: nn.Module) -> Reference:
+    # Keyed by the (cached) module: a worker keeps its models loaded, so this is fitted once per worker.
+    return fit_reference(dataset, model_name, module, torch.device(device))
+
+
+def reference_model(datasets: Sequence[str]) -> str | None:
+    """The reference model for the first dataset (of the chosen models) that has one."""
+    return next((REFERENCE_MODELS[d] for d in datasets if d in REFERENCE_MODELS), None)
+
+
+def score_image(image: Image.Image, ref: Reference, module: nn.Module, device: torch.device) -> float:
+    x = preprocess(image, module).to(device)
+    return float(ref.scores(embed(module, x))[0])
+
+
+def verdict(
+    image: Image.Image,
+    dataset: str,
+    model_name: str,
+    module: nn.Module,
+    device: torch.device,
+    models: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The JSON a job result carries as `metrics["ood"]`: the score, the threshold and a plain sentence."""
+    ref = _cached_reference(dataset, model_name, str(device), module)
+    score = score_image(image, ref, module, device)
+    inside = score <= ref.threshold
+    who = ", ".join(models) if models else "these models"
+    if inside:
+        sentence = f"This image looks like the {dataset} images {who} were trained on."
+    else:
+        sentence = (
+            f"Out of distribution: this image is unlike the {dataset} images {who} were trained on "
+            f"(they only know the classes of {dataset}), so the predictions and maps below are not "
+            "meaningful answers about it."
+        )
+    return {
+        "in_distribution": bool(inside),
+        "score": round(score, 4),
+        "threshold": round(ref.threshold, 4),
+        "dataset": dataset,
+        "reference_model": model_name,
+        "method": METHOD,
+        "false_positive_rate_target": round(1 - QUANTILE, 4),
+        "sentence": sentence,
+    }
+
+
+def check_job_image(
+    image: Image.Image,
+    entries: Sequence[Any],
+    locked_models: Callable[[list[str]], AbstractContextManager[list[Any]]],
+    device: torch.device,
+) -> dict[str, Any] | None:
+    """`metrics["ood"]` for a job's image and models (ModelEntry list), or None without a reference.
+
+    `locked_models([name])` yields the worker's cached models (`LoadedModel`) under their locks, so a
+    concurrent lab's hooks never see these forwards.
+    """
+    datasets = [e.dataset for e in entries]
+    name = reference_model(datasets)
+    if name is None:
+        return None
+    dataset = next(d for d in datasets if REFERENCE_MODELS.get(d) == name)
+    with locked_models([name]) as (loaded,):
+        chosen = [e.name for e in entries if e.dataset == dataset]
+        return verdict(image, dataset, name, loaded.module, device, chosen)
+
+
+# --- measured figures (`python -m backend.models.ood`) --------------------------------------------
+
+
+def photo_set() -> list[tuple[str, Image.Image]]:
+    """The scikit-image photographs of the example gallery, plus the scikit-learn digit."""
+    from backend.data.examples import PHOTOS, load_example
+
+    return [(name, load_example(name)) for name in [*PHOTOS, "digit-3"]]
+
+
+def evaluate(model_name: str, dataset: str = "shapes", n_test: int = 2000, **fit: Any) -> dict[str, Any]:
+    """False-positive rate on the test split and detection rate on the photo set, as measured."""
+    from backend.models.registry import create_model
+
+    device = torch.device("cpu")
+    module = create_model(model_name, device="cpu")
+    ref = fit_reference(dataset, model_name, module, device, **fit)
+    test = ref.scores(embed(module, _pixels(_load_split(dataset, "test", n_test), device)))
+    photos = {name: score_image(img, ref, module, device) for name, img in photo_set()}
+    flagged = [n for n, s in photos.items() if s > ref.threshold]
+    return {
+        "model": model_name,
+        "threshold": ref.threshold,
+        "false_positive_rate": float(np.mean(test > ref.threshold)),
+        "n_test": int(test.size),
+        "detection_rate": len(flagged) / len(photos),
+        "n_photos": len(photos),
+        "photo_score_over_threshold": {n: round(s / ref.threshold, 2) for n, s in photos.items()},
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", action="store_true", help="also score every zoo model's own embedding")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    names = [REFERENCE_MODELS["shapes"]]
+    if args.compare:
+        from backend.models.registry import list_models
+
+        names = [m.name for m in list_models() if m.dataset == "shapes"]
+    for name in names:
+        for quantile in (0.95, QUANTILE):
+            r = evaluate(name, quantile=quantile)
+            print(
+                f"{name:18s} q={quantile:.2f} threshold={r['threshold']:.4f} "
+                f"FPR on shapes test={r['false_positive_rate']:.3f} (n={r['n_test']}) "
+                f"detection on photos={r['detection_rate']:.2f} (n={r['n_photos']})"
+            )
+        print("   score/threshold per photo:", r["photo_score_over_threshold"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The out-of-distribution notice: the k-NN score against a brute-force calculation, the calibrated
+threshold, and the real check through `run_lab` (scikit-image photos flagged, shape examples not)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+from backend.data.examples import PHOTOS, list_examples, load_example
+from backend.jobs.execute import run_lab
+from backend.models.ood import Reference, fit_reference, reference_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def test_score_is_the_distance_to_the_kth_nearest_training_embedding() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(50, 6))
+    queries = rng.normal(size=(7, 6))
+    k = 4
+    ref = Reference("toy", "none", NearestNeighbors(n_neighbors=k).fit(train), k, 0.0, np.empty(0))
+    brute = np.sort(np.linalg.norm(queries[:, None, :] - train[None, :, :], axis=-1), axis=1)[:, k - 1]
+    np.testing.assert_allclose(ref.scores(queries), brute, rtol=1e-10)
+
+
+def test_threshold_is_the_validation_quantile() -> None:
+    from backend.models.registry import create_model
+
+    module = create_model("cnn-shapes", device="cpu")
+    ref = fit_reference(
+        "shapes", "cnn-shapes", module, torch.device("cpu"), n_train=300, n_val=200, quantile=0.9
+    )
+    assert ref.threshold == pytest.approx(float(np.quantile(ref.val_scores, 0.9)))
+    assert np.mean(ref.val_scores > ref.threshold) <= 0.1 + 1e-9
+    # unit-norm embeddings: distances lie in [0, 2]
+    assert ref.val_scores.min() >= 0.0 and ref.val_scores.max() <= 2.0
+
+
+def test_only_datasets_with_a_reference_get_a_verdict() -> None:
+    assert reference_model(["shapes"]) == "cnn-shapes"
+    assert reference_model(["imagenet"]) is None
+
+
+MODELS = ["deit-shapes", "mlp-shapes"]  # the two whose own embeddings miss most photos
+
+
+@pytest.mark.parametrize("photo", [*PHOTOS, "digit-3"])
+def test_photos_get_the_notice(photo: str) -> None:
+    out = run_lab("predict", MODELS, load_example(photo), {"top_k": 3}, device="cpu")
+    ood = out["metrics"]["ood"]
+    assert ood["in_distribution"] is False and ood["score"] > ood["threshold"]
+    assert out["text"].startswith("Out of distribution")
+
+
+def test_shape_examples_do_not() -> None:
+    shapes = [e.name for e in list_examples() if e.name.startswith("shapes-")]
+    assert len(shapes) == 8
+    for name in shapes:
+        out = run_lab("predict", MODELS, load_example(name), {"top_k": 3}, device="cpu")
+        ood = out["metrics"]["ood"]
+        assert ood["in_distribution"] is True, (name, ood)
+        assert not out["text"].startswith("Out of distribution")
+
+
+def test_labs_without_an_image_get_no_verdict() -> None:
+    out = run_lab("sample-efficiency", [], None, {}, device="cpu")
+    assert "ood" not in out["metrics"]

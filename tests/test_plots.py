@@ -1,0 +1,89 @@
+"""Shared figure builders: figures a class can compare (fixed 0–1 probability axis in one class order,
+one colour scale or one labelled bar per map, readable ticks, labels that do not sit on each other)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backend import plots
+
+
+def traces(fig: dict, kind: str) -> list[dict]:
+    return [t for t in fig["data"] if t["type"] == kind]
+
+
+def test_probability_bars_share_one_fixed_axis_and_class_order() -> None:
+    classes = ["circle", "ring", "star"]
+    fig = plots.probability_bars(classes, {"a": [0.4, 0.1, 0.5], "b": [0.01, 0.98, 0.01]}, "t", notice="n")
+    bars = traces(fig, "bar")
+    assert [b["name"] for b in bars] == ["a", "b"]
+    assert all(list(b["y"]) == classes for b in bars)
+    assert fig["layout"]["xaxis"]["range"] == [0, 1]  # a 0.40 bar is 40 % as long as a 1.00 bar
+    assert fig["layout"]["yaxis"]["categoryarray"] == classes
+    assert fig["layout"]["meta"]["notice"] == "n"
+
+
+def test_shared_scale_draws_a_weak_map_weak() -> None:
+    rng = np.random.default_rng(0)
+    trained = rng.random((8, 8)) * 0.32
+    randomised = rng.random((8, 8)) * 2e-5
+    panels = [("cnn: trained", None, trained), ("cnn: randomised", None, randomised)]
+    fig = plots.overlay_grid(panels, "maps", scale="shared")
+    maps = traces(fig, "heatmap")
+    assert len(maps) == 2
+    lo, hi = float(min(trained.min(), randomised.min())), float(max(trained.max(), randomised.max()))
+    assert all(m["zmin"] == lo and m["zmax"] == hi for m in maps)
+    assert [m["showscale"] for m in maps] == [True, False]  # one bar for the one scale
+    # the randomised map's brightest cell sits at the bottom 0.01 % of the shared scale
+    assert (randomised.max() - lo) / (hi - lo) < 1e-4
+    assert "one colour scale" in fig["layout"]["title"]["text"]
+
+
+def test_own_scale_gives_every_map_its_own_colour_bar() -> None:
+    a, b = np.arange(16.0).reshape(4, 4), -np.arange(16.0).reshape(4, 4) * 1e-3
+    fig = plots.overlay_grid([("x", None, a), ("y", None, b)], "maps", signed=True, scale="own")
+    maps = traces(fig, "heatmap")
+    assert all(m["showscale"] for m in maps)
+    assert maps[0]["zmax"] == 15.0 and maps[1]["zmax"] == 0.015 and maps[1]["zmin"] == -0.015
+    xs = [m["colorbar"]["x"] for m in maps]
+    assert xs[0] < xs[1]  # each bar under its own panel, not stacked on one spot
+    assert "own colour scale" in fig["layout"]["title"]["text"]
+    marked = plots.overlay_grid_marked([("x", None, a, (1, 2)), ("y", None, b, None)], "m", scale="own")
+    assert all(m["showscale"] for m in traces(marked, "heatmap"))
+
+
+def test_log_axis_ticks_are_the_fractions() -> None:
+    xs = [5.0, 10.0, 25.0, 50.0, 100.0]
+    fig = plots.line_chart(
+        xs, {"cnn": [0.7, 0.8, 0.9, 0.95, 1.0]}, "t", log_x=True, x_ticks=xs, x_tick_suffix=" %"
+    )
+    axis = fig["layout"]["xaxis"]
+    assert axis["type"] == "log" and list(axis["tickvals"]) == xs
+    assert list(axis["ticktext"]) == ["5 %", "10 %", "25 %", "50 %", "100 %"]
+
+
+def test_labels_of_nearby_points_point_different_ways() -> None:
+    pos = plots.label_positions([(0.0, 0.0), (0.001, 0.0), (0.0, 0.002), (10.0, 10.0)])
+    assert len(set(pos[:3])) == 3  # the three coincident points fan out
+    assert pos[3] == "top center"  # a lone point keeps the default
+    fig = plots.labelled_scatter({"s": ([0, 0.001, 5], [0, 0, 5], ["L1H0", "L2H0", "L3H0"], [1, 1, 1])}, "t")
+    assert list(traces(fig, "scatter")[0]["textposition"])[:2] == ["top center", "bottom center"]
+
+
+def test_small_images_stay_pixel_arrays_and_large_ones_travel_as_png() -> None:
+    small = np.random.default_rng(0).random((32, 32, 3))
+    big = np.zeros((200, 300, 3))
+    fig = plots.image_pair([("photo", big), ("input", small)], "t")
+    imgs = traces(fig, "image")
+    assert imgs[0]["source"].startswith("data:image/png;base64,")
+    assert decode(imgs[1]["z"]).shape == (32, 32, 3)
+
+
+def decode(z: dict | list) -> np.ndarray:
+    """Plotly's JSON encodes numpy arrays as base64 typed arrays."""
+    import base64
+
+    if isinstance(z, list):
+        return np.asarray(z)
+    shape = tuple(int(v) for v in str(z["shape"]).split(","))
+    return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)

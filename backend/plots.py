@@ -251,6 +251,7 @@ def grouped_bars(
     yaxis_title: str = "",
     horizontal: bool = False,
     yrange: tuple[float, float] | None = None,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """One bar group per category, one colour per series (e.g. per model)."""
     fig = go.Figure()
@@ -282,7 +283,7 @@ def grouped_bars(
     axis(title=yaxis_title, range=list(yrange) if yrange else None)
     if horizontal:
         fig.update_yaxes(autorange="reversed")
-    return to_json(fig)
+    return to_json(fig, notice=notice)
 
 
 def probability_bars(
@@ -703,6 +704,7 @@ def reliability_diagrams(
     title: str,
     *,
     fitted: Mapping[str, float] | None = None,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """Reliability diagrams side by side (one column per model), with a temperature slider.
 
@@ -796,7 +798,7 @@ def reliability_diagrams(
             }
         ],
     )
-    return to_json(fig)
+    return to_json(fig, notice=notice)
 
 
 def _reliability_values(panel: Mapping[str, Any], t: int) -> tuple[list, list, list]:
@@ -822,6 +824,7 @@ def xy_lines(
     xaxis_title: str = "",
     yaxis_title: str = "",
     diagonal: bool = False,
+    notice: str | None = None,
 ) -> dict[str, Any]:
     """Curves with their own x values each (label -> (xs, ys)); `diagonal` adds the y = x reference."""
     fig = go.Figure()
@@ -847,7 +850,7 @@ def xy_lines(
         legend={"orientation": "h", "y": -0.25},
         margin={"t": 90},
     )
-    return to_json(fig)
+    return to_json(fig, notice=notice)
 
 
 # --- Sanity checks, baselines and references (appended for the ConViT labs, issue 14) ---------------

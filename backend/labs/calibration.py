@@ -271,6 +271,8 @@ class CalibrationLab(Lab):
                 start,
                 "Reliability diagrams: move the temperature to rescale every model's confidence",
                 fitted=fitted,
+                notice="Bins whose bar ends below the diagonal (an orange gap on top) are over-confident. "
+                "Drag the temperature: above 1 it lowers every confidence, and the bars move left.",
             )
         ]
         names = list(per_model)
@@ -286,6 +288,8 @@ class CalibrationLab(Lab):
                 f"Calibration error ({params.n_bins} {params.binning} bins): temperature scaling lowers ECE; "
                 "PIECE also counts proximity",
                 yaxis_title="error",
+                notice="Temperature scaling helps most where ECE was high; PIECE stays above ECE because it "
+                "also splits images by how close they are to the training data.",
             )
         )
         series: dict[str, tuple[list[float], list[float]]] = {}
@@ -299,6 +303,9 @@ class CalibrationLab(Lab):
                 "Over-confidence against proximity to the training data (6 equal-count bins)",
                 xaxis_title=f"proximity ({params.proximity} formula, K = {params.k_neighbours})",
                 yaxis_title="confidence − accuracy",
+                notice="The left end is the sixth of test images least like the training data. A curve "
+                "that is highest on the left means over-confidence far from the training data, which one "
+                "temperature for every image cannot remove.",
             )
         )
         tercile_series: dict[str, tuple[list[float], list[float]]] = {}
@@ -317,6 +324,8 @@ class CalibrationLab(Lab):
                 xaxis_title="confidence",
                 yaxis_title="accuracy",
                 diagonal=True,
+                notice="Compare each model's low-proximity curve with its high-proximity one: the third of "
+                "images far from the training data usually sits furthest from the diagonal.",
             )
         )
         return figs

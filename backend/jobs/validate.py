@@ -92,9 +92,9 @@ def validate_job(
             for e in exc.errors(include_url=False)
         ]
         raise JobRequestError(422, errors) from None
-    problems = lab.cost_problems(parsed, list(models))
+    problems = lab.request_problems(parsed, list(models))
     if problems:
-        raise JobRequestError(422, "too much work for one job: " + "; ".join(problems))
+        raise JobRequestError(422, "; ".join(problems))
     return ValidJob(lab=lab, models=list(models), params=parsed, text=text)
 
 

@@ -39,6 +39,7 @@ from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_la
 from backend.labs.hooks import attention_blocks
 from backend.labs.probe import batches, has_probe_set, preprocess_batch, probe_images
 from backend.models.preprocess import display_image, preprocess
+from backend.models.registry import model_architecture
 
 MAX_PROBE_IMAGES = 512  # probe_size × models: 256 images on 2 models took under a minute on one thread
 
@@ -104,11 +105,30 @@ class AttentionLab(Lab):
     max_models = 3
     default_models = ("convit-shapes", "deit-shapes")
 
-    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+    def request_problems(self, params: Any, models: list[str]) -> list[str]:
+        problems = []
         work = params.probe_size * len(models)
         if work > MAX_PROBE_IMAGES:
-            return [f"probe images × models is {work:,}; at most {MAX_PROBE_IMAGES:,}"]
-        return []
+            problems.append(f"too much work: probe images × models is {work:,}, at most {MAX_PROBE_IMAGES:,}")
+        # Refused, not clamped: a box saying "layer 5" must never show layer 3.
+        for name in models:
+            arch = model_architecture(name)
+            if arch is None:
+                continue
+            if params.layer >= arch["layers"]:
+                problems.append(f"layer: {name} has layers 0–{arch['layers'] - 1}, not {params.layer}")
+            if arch["heads"] and params.head >= arch["heads"]:
+                problems.append(f"head: {name} has heads 0–{arch['heads'] - 1}, not {params.head}")
+            grid = arch["patch_grid"] or [0, 0]
+            for field, value, size in (
+                ("query_row", params.query_row, grid[0]),
+                ("query_col", params.query_col, grid[1]),
+            ):
+                if size and value >= size:
+                    problems.append(
+                        f"{field}: {name}'s patch grid has {size} rows and columns (0–{size - 1})"
+                    )
+        return problems
 
     def run(self, ctx: LabContext, params: Any) -> LabResult:
         if ctx.image is None:

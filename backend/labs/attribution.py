@@ -170,22 +170,24 @@ class AttributionLab(Lab):
     max_models = 5
     default_models = ("cnn-shapes", "deit-shapes", "convit-shapes", "mixer-shapes")
 
-    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+    def request_problems(self, params: Any, models: list[str]) -> list[str]:
         # Forward-backward passes, roughly: IG at n and 2n steps per reference, and the sanity check's
         # GradCAM + IG per image, seed and (in the cascade) unit. 512 IG steps on 5 models took 3 minutes
         # and 3 GB on one CPU thread, so both products are capped.
         problems = []
         ig = len(models) * params.ig_steps * params.references
         if ig > MAX_IG_WORK:
-            problems.append(f"models × IG steps × references is {ig:,}; at most {MAX_IG_WORK:,}")
+            problems.append(
+                f"too much work: models × IG steps × references is {ig:,}, at most {MAX_IG_WORK:,}"
+            )
         if params.randomisation != "none":
             cascade = CASCADE_UNITS if params.ig_in_cascade else 1
             sanity = len(models) * (params.probe_size + 1) * params.seeds * params.sanity_ig_steps * cascade
             if sanity > MAX_SANITY_WORK:
                 units = " × cascade units" if cascade > 1 else ""
                 problems.append(
-                    f"models × (images + 1) × seeds × sanity IG steps{units} is {sanity:,}; "
-                    f"at most {MAX_SANITY_WORK:,}"
+                    f"too much work: models × (images + 1) × seeds × sanity IG steps{units} is "
+                    f"{sanity:,}, at most {MAX_SANITY_WORK:,}"
                 )
         return problems
 

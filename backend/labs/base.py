@@ -91,11 +91,12 @@ class Lab(ABC):
     @abstractmethod
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]: ...
 
-    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
-        """Why these parameters would cost too much together (e.g. steps × models), in words; [] if fine.
+    def request_problems(self, params: Any, models: list[str]) -> list[str]:
+        """What stops these settings from running well on these models, in words; [] if nothing.
 
-        Field bounds limit each parameter alone; this limits their product, so one job fits the job
-        timeout on a CPU worker. Validation refuses a job with a 422 that names the limit.
+        Field bounds limit each parameter alone. This catches what only the combination shows: work
+        that multiplies (steps × models) past what one job may cost on a CPU worker, or a layer or head
+        a chosen model does not have. Validation refuses such a job with a 422 naming the field.
         """
         return []
 

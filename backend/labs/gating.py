@@ -40,7 +40,7 @@ from backend.labs.base import Lab, LabContext, LabParams, LabResult, LoadedModel
 from backend.labs.hooks import attention_blocks
 from backend.labs.probe import batches, preprocess_batch, probe_images
 from backend.models.preprocess import preprocess
-from backend.models.registry import ModelEntry
+from backend.models.registry import ModelEntry, model_architecture
 
 
 class GatingParams(LabParams):
@@ -134,6 +134,23 @@ class GatingLab(Lab):
     max_models = 2
     default_models = ("convit-shapes",)
     needs_image = False  # the image is optional: its prediction is compared when one is given
+
+    def request_problems(self, params: Any, models: list[str]) -> list[str]:
+        if params.counterfactual in ("none", "all"):
+            return []
+        problems = []
+        for name in models:  # refused, not clamped: the box must say which gate was set
+            arch = model_architecture(name)
+            if arch is None:
+                continue
+            if params.cf_layer >= arch["gpsa_layers"]:
+                problems.append(
+                    f"cf_layer: {name} has gated (GPSA) layers 0–{arch['gpsa_layers'] - 1}, "
+                    f"not {params.cf_layer}"
+                )
+            if params.counterfactual == "head" and arch["heads"] and params.cf_head >= arch["heads"]:
+                problems.append(f"cf_head: {name} has heads 0–{arch['heads'] - 1}, not {params.cf_head}")
+        return problems
 
     def run(self, ctx: LabContext, params: Any) -> LabResult:
         per_model: dict[str, dict[str, Any]] = {}

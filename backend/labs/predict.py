@@ -62,11 +62,11 @@ class PredictLab(Lab):
     Params = PredictParams
     default_models = ("cnn-shapes", "convit-shapes", "deit-shapes")
 
-    def cost_problems(self, params: Any, models: list[str]) -> list[str]:
+    def request_problems(self, params: Any, models: list[str]) -> list[str]:
         # About 20 s per 1,000 augmentations on four models on one CPU thread (measured).
         work = params.tta_samples * len(models)
         if work > MAX_AUGMENTED_IMAGES:
-            return [f"augmentations × models is {work:,}; at most {MAX_AUGMENTED_IMAGES:,}"]
+            return [f"too much work: augmentations × models is {work:,}, at most {MAX_AUGMENTED_IMAGES:,}"]
         return []
 
     def run(self, ctx: LabContext, params: Any) -> LabResult:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -130,6 +131,27 @@ def list_models() -> list[ModelEntry]:
 
 def get_entry(name: str) -> ModelEntry:
     return _MODELS.get(name)
+
+
+@lru_cache(maxsize=64)
+def model_architecture(name: str) -> dict[str, Any] | None:
+    """Layers, heads, GPSA layers and patch grid of a transformer-style model, else None.
+
+    Built on the meta device: no memory and no weights, just the module tree. The UI bounds its layer
+    and head fields with it, and labs refuse settings a chosen model does not have.
+    """
+    with torch.device("meta"):
+        m = get_entry(name).builder()
+    blocks = getattr(m, "blocks", None)
+    if blocks is None or not len(blocks):
+        return None
+    grid = getattr(getattr(m, "patch_embed", None), "grid_size", None)
+    return {
+        "layers": len(blocks),
+        "heads": getattr(getattr(blocks[0], "attn", None), "num_heads", None),
+        "gpsa_layers": sum(bool(getattr(b, "use_gpsa", False)) for b in blocks),
+        "patch_grid": list(grid) if grid else None,
+    }
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -1107,3 +1107,16 @@ def matrix_heatmaps(
     fig.update_layout(height=per_row * n_rows + 120, width=max(560, 330 * cols + 120))
     _top_title(fig, title)
     return to_json(fig)
+
+
+def add_notices(figures: list[dict[str, Any]], rules: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Give each figure without a "what to notice" the first rule whose key appears in its title."""
+    for fig in figures:
+        meta = fig.setdefault("layout", {}).setdefault("meta", {})
+        if meta.get("notice"):
+            continue
+        title = str((fig["layout"].get("title") or {}).get("text", ""))
+        note = next((text for key, text in rules if key in title), None)
+        if note:
+            meta["notice"] = note
+    return figures

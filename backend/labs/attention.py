@@ -44,6 +44,22 @@ from backend.models.registry import model_architecture
 MAX_PROBE_IMAGES = 512  # probe_size × models: 256 images on 2 models took under a minute on one thread
 
 
+NOTICES = (
+    (
+        "Attention of query patch",
+        "In ConViT's gated layers the positional part is a blob around the query patch and the total mixes "
+        "it with the content part by σ(λ); the DeiT-like ViT has content attention only.",
+    ),
+    (
+        "Mean attention distance",
+        "Compare each head with the dashed lines: near the 3×3-convolution line is local; near the uniform "
+        "line means attending everywhere alike, which is unselective rather than learned long range.",
+    ),
+    ("entropy", "Entropy near 1 means a head spreads its attention evenly over every token."),
+    ("rollout", "Bright patches are where the class token gathers information from, through all layers."),
+)
+
+
 class AttentionParams(LabParams):
     layer: int = Field(default=0, ge=0, le=47, description="Block whose attention to show (0 = first)")
     head: int = Field(default=0, ge=0, le=63, description="Attention head to show")
@@ -375,4 +391,4 @@ class AttentionLab(Lab):
         ]
         if rollouts:
             figs.append(plots.overlay_grid(rollouts, "Attention rollout: where the CLS token gathers from"))
-        return figs
+        return plots.add_notices(figs, NOTICES)

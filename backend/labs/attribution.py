@@ -55,6 +55,29 @@ MAX_SANITY_WORK = 8192  # models × (probe images + 1) × seeds × sanity IG ste
 CASCADE_UNITS = 8  # about how many layer groups a zoo model's cascade randomises, one IG each
 
 
+NOTICES = (
+    (
+        "GradCAM at its layer",
+        "The random-weights map is drawn on the trained map's scale, so a faint twin means GradCAM depends "
+        "on what the model learned.",
+    ),
+    (
+        "Integrated Gradients",
+        "If the n and 2n step maps differ visibly, IG has not converged: raise the steps before trusting it.",
+    ),
+    ("Sanity check", "Values near 0 mean the map changes when the weights are randomised, as it should."),
+    (
+        "Cascading",
+        "Curves falling towards 0 as layers are re-initialised from the output down pass the check.",
+    ),
+    (
+        "p(c",
+        "A baseline that already holds the class leaves IG little to explain: compare its bar with the "
+        "image's.",
+    ),
+)
+
+
 class AttributionParams(LabParams):
     target_class: int = Field(
         default=-1, ge=-1, le=100000, description="Class to explain (-1 = each model's own prediction)"
@@ -454,7 +477,7 @@ class AttributionLab(Lab):
                     yaxis_title=sym,
                 )
             )
-        return figs
+        return plots.add_notices(figs, NOTICES)
 
     @staticmethod
     def _baseline_figure(per_model: dict[str, dict[str, Any]]) -> dict[str, Any]:

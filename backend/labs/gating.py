@@ -42,6 +42,37 @@ from backend.labs.probe import batches, preprocess_batch, probe_images
 from backend.models.preprocess import preprocess
 from backend.models.registry import ModelEntry, model_architecture
 
+NOTICES = (
+    (
+        "gate σ(λ) per GPSA layer",
+        "Every gate started at σ(1) = 0.73: values still near it mean training kept the positional "
+        "(convolution-like) attention it was given.",
+    ),
+    (
+        "Positional centre",
+        "Each head attends around its own offset from the query, like one tap of a convolution kernel; "
+        "bigger dots are more local heads.",
+    ),
+    (
+        "two tasks side by side",
+        "Compare the two tasks: gates that moved away from 0.73 on one task but not "
+        "the other show what that task asked of the attention.",
+    ),
+    ("Same/different task", "Bars at the chance line mean the model did not learn the task."),
+    ("gate σ(λ) during training", "Watch the scale: the gates moved by only a few hundredths over training."),
+    (
+        "nonlocality during training",
+        "Nonlocality is the mean attention distance in patches; a line that barely moves means the "
+        "locality came from the initialisation, not from training.",
+    ),
+    ("accuracy during training", "Accuracy rises while gates and nonlocality hardly change."),
+    (
+        "stored vs counterfactual",
+        "Compare the two bars of each layer: the override changes how far that layer's heads attend.",
+    ),
+    ("probe set with", "A drop in accuracy when a gate is overridden shows how much the model relies on it."),
+)
+
 
 class GatingParams(LabParams):
     counterfactual: Literal["none", "head", "layer", "all"] = Field(
@@ -343,7 +374,7 @@ class GatingLab(Lab):
             figs.extend(self._history_figures(name, r))
             if r["cf"] is not None:
                 figs.extend(self._counterfactual_figures(name, r))
-        return figs
+        return plots.add_notices(figs, NOTICES)
 
     @staticmethod
     def _task_figures(per_model: dict[str, Any], tasks: dict[str, Any]) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ EXAMPLE = "example-shapes-star"
 VIEWPORTS = {"laptop": (1280, 800), "projector": (1920, 1080), "phone": (390, 844)}
 # Labs whose figures do not carry `layout.meta.notice` yet (being reworked for issue 14 with
 # `backend.plots`' `notice=`); remove a name once its lab sets it.
-NOTICES_PENDING = {"attention", "gating", "attribution"}
+NOTICES_PENDING: set[str] = set()
 AXE_JS = Path(os.environ.get("BIASLAB_AXE_JS", REPO / ".venv/npm/node_modules/axe-core/axe.min.js"))
 
 # Pairs of visible SVG text boxes inside one chart that overlap by more than a quarter of the smaller one.

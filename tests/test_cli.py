@@ -29,11 +29,12 @@ def test_run_predict_writes_html_and_json(tmp_path: Path) -> None:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     html = sorted(out.glob("predict-*.html"))
-    assert len(html) == 2  # one figure per model
-    assert "plotly" in html[0].read_text()[:5_000_000].lower()
+    assert len(html) == 2  # the image beside the model input, and one chart for both models
+    assert all("plotly" in h.read_text()[:5_000_000].lower() for h in html)
     metrics = json.loads((out / "predict-metrics.json").read_text())["metrics"]
-    assert set(metrics) == {"cnn-shapes", "deit-shapes"}
-    assert all(0 < m["confidence"] <= 1 for m in metrics.values())
+    assert set(metrics) == {"cnn-shapes", "deit-shapes", "ood"}
+    assert metrics["ood"]["in_distribution"] is True  # a shapes test image
+    assert all(0 < metrics[m]["confidence"] <= 1 for m in ("cnn-shapes", "deit-shapes"))
 
 
 def test_run_rejects_bad_input_with_a_message(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def test_calibration_temperature_slider_redraws_without_a_job(
     page.wait_for_function(f"(b) => ({bars})() !== b", arg=before, timeout=10_000)
     after = page.evaluate(bars)
     assert after != before
-    label = page.locator(f"{plot} .slider-container").inner_text()
+    label = page.locator(f"{plot} .slider-container").text_content() or ""  # SVG: no innerText
     assert "4.00" in label, label
     # Redrawn in the page: no request went to the server for it.
     assert page.evaluate("() => performance.getEntriesByType('resource').length") == jobs_before

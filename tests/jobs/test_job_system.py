@@ -127,7 +127,7 @@ def test_twenty_jobs_at_once_all_finish(stack: Stack) -> None:
         views = [wait_done(c, i, 180) for i in ids]
     assert [v["status"] for v in views] == ["finished"] * 20
     for i, v in enumerate(views):
-        bars = v["result"]["figures"][0]["data"][0]
+        bars = v["result"]["figures"][1]["data"][0]  # figures[0] is the image and the model input
         assert len(bars["y"]) == 1 + i % 5  # each job honoured its own parameters
         assert v["progress"] == 1.0
 

@@ -787,6 +787,7 @@ def reliability_diagrams(
         title={"text": _wrap(title + note, 90)},
         barmode="overlay",
         height=560,
+        width=max(620, 260 * n),  # the page keeps this as a minimum: a phone scrolls sideways
         margin={"t": 110, "b": 150},
         legend={"orientation": "h", "y": -0.42},
         sliders=[

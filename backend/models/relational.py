@@ -32,7 +32,7 @@ from backend.models.registry import (
     load_state_dict,
     register_model,
 )
-from backend.models.zoo import INPUT_SIZE, build_convit, build_deit
+from backend.models.zoo import BASE_RECIPE, INPUT_SIZE, build_convit, build_deit
 
 NUM_CLASSES = len(RELATIONAL_CLASSES)
 
@@ -87,20 +87,11 @@ RELATIONAL_MODELS: tuple[str, ...] = tuple(_MODELS)
 
 # Sized for this project's CPU budget (about 12 CPU-minutes per model on one thread), not to convergence.
 RELATIONAL_RECIPE: dict[str, Any] = {
+    **BASE_RECIPE,
     "dataset": "relational",
-    "train_size": 20000,
-    "val_size": 2000,
-    "test_size": 2000,
     "batch_size": 64,
     "steps": 1500,
     "lr": 1e-3,
-    "weight_decay": 0.05,
-    "warmup_frac": 0.05,
-    "label_smoothing": 0.0,
-    "grad_clip": 1.0,
-    "adv_eps": 0.0,
-    "adv_steps": 0,
-    "adv_alpha": 0.0,
 }
 
 

@@ -63,7 +63,7 @@ register_model(
 
 
 class EchoParams(LabParams):
-    delay_s: float = Field(default=0.6, ge=0.0, le=5.0, description="Pause between partial results")
+    delay_s: float = Field(default=1.0, ge=0.0, le=5.0, description="Pause between partial results")
 
 
 class EchoLab(Lab):

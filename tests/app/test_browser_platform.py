@@ -66,9 +66,13 @@ def test_text_input_and_partial_results_in_the_browser(
     status = run_lab(page, "toy-echo", timeout=120_000)
     assert "Done" in status, status
     seen: list[str] = page.evaluate("() => window.__seen")
+    # The page polls, so on a loaded machine it may skip a partial result that the next one replaced
+    # within one poll; what it shows must still arrive in order, each with the words published so far.
     partials = [t for t in seen if t.startswith("Partial result")]
-    assert [t.split(":")[0] for t in partials] == [f"Partial result {k}" for k in (1, 2, 3)], seen
-    assert partials[-1].endswith("is there a")
+    steps = [int(t.split(":")[0].removeprefix("Partial result ")) for t in partials]
+    assert steps and steps == sorted(set(steps)) and set(steps) <= {1, 2, 3}, seen
+    words = "is there a".split()
+    assert [t.split(":", 1)[1].strip() for t in partials] == [" ".join(words[:k]) for k in steps], seen
     assert page.locator("#toy-echo-text").inner_text().strip() == "is there a"  # the final result
     page.screenshot(path=str(artifacts_dir / "ui-toy-echo-partials.png"), full_page=True)
 

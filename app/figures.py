@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ import plotly.io as pio
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 MIN_FONT_SIZE = 15
-TITLE_LINE_CHARS = 60  # at 15 px type, about the width of the results column
 
 
 def alt_text(figure: Mapping[str, Any], index: int = 0) -> str:
@@ -56,8 +54,20 @@ def _strip_tags(text: str) -> str:
     return "".join(out)
 
 
+def figure_title(figure: Mapping[str, Any]) -> str:
+    """The figure's title as plain text (line breaks become spaces), or ""."""
+    title = (figure.get("layout") or {}).get("title")
+    text = title.get("text") if isinstance(title, Mapping) else title
+    return " ".join(_strip_tags(text.replace("<br>", " ")).split()) if isinstance(text, str) else ""
+
+
 def to_figure(figure: Mapping[str, Any]) -> go.Figure:
-    """Plotly JSON -> go.Figure styled for a projector; unknown properties are skipped, not fatal."""
+    """Plotly JSON -> go.Figure styled for a projector; unknown properties are skipped, not fatal.
+
+    The title is taken out of the chart: the page and the download show it as HTML above the chart
+    (`figure_title`), where the browser wraps it to any width. Inside the SVG, Plotly does not wrap, and a
+    long title ran into panel titles, legends and sliders at some width or other.
+    """
     fig = go.Figure(dict(figure), skip_invalid=True)
     meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
     if not meta.get("alt"):
@@ -67,17 +77,30 @@ def to_figure(figure: Mapping[str, Any]) -> go.Figure:
     size = fig.layout.font.size
     if size is None or size < MIN_FONT_SIZE:
         fig.update_layout(font_size=MIN_FONT_SIZE)
-    # Backend widths suit a standalone file; in the page a fixed width overflows the results column,
-    # and so does a long one-line title. The width is kept as `meta.min_width`: below 3/4 of it (a phone)
-    # the page scrolls the chart sideways instead of squeezing its panels and labels together.
+    # Backend widths suit a standalone file; in the page a fixed width overflows the results column.
+    # The width is kept as `meta.min_width`: below 3/4 of it (a phone) the page scrolls the chart
+    # sideways instead of squeezing its panels and labels together.
     width = fig.layout.width
     if isinstance(width, int | float) and width > 0:
         fig.update_layout(meta={**(fig.layout.meta or {}), "min_width": int(width)})
     fig.update_layout(width=None, autosize=True)
-    title = fig.layout.title.text
-    if isinstance(title, str) and len(title) > TITLE_LINE_CHARS and "<br>" not in title:
-        fig.update_layout(title_text="<br>".join(textwrap.wrap(title, TITLE_LINE_CHARS)))
+    if fig.layout.title.text:
+        fig.update_layout(title_text=None, margin_t=_top_margin(fig))
     return fig
+
+
+def _top_margin(fig: go.Figure) -> int:
+    """Room above the plot area without a title: the panel titles of the top row (annotations that sit on
+    the top edge), a horizontal legend placed above the plot, or Plotly's modebar."""
+    font = fig.layout.font.size or MIN_FONT_SIZE
+    lines = 0
+    for ann in fig.layout.annotations or ():
+        if ann.yref == "paper" and ann.yanchor == "bottom" and (ann.y or 0) >= 0.9:
+            lines = max(lines, str(ann.text or "").count("<br>") + 1)
+    legend = fig.layout.legend
+    if legend.orientation == "h" and (legend.y or 0) > 1:
+        lines += 2
+    return int(max(36, lines * 1.4 * (font + 1) + 16))
 
 
 def ood_html(metrics: Mapping[str, Any]) -> str:
@@ -168,7 +191,10 @@ def report_html(
         fig = to_figure(figure)
         div = pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0), default_width="100%")
         alt = html.escape(alt_text(figure, i))
-        parts.append(f'<figure role="img" aria-label="{alt}">{div}<figcaption>{alt}</figcaption></figure>')
+        caption = html.escape(figure_title(figure) or alt_text(figure, i))
+        parts.append(
+            f'<figure role="img" aria-label="{alt}"><figcaption>{caption}</figcaption>{div}</figure>'
+        )
     metrics_block = ""
     if metrics:
         metrics_block = f"<h2>Metrics</h2><pre>{html.escape(json.dumps(metrics, indent=2))}</pre>"

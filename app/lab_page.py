@@ -22,7 +22,15 @@ from typing import Any
 import gradio as gr
 
 from app.client import ApiClient, ApiError, JobView, LabSpec, ModelCard
-from app.figures import alt_text, metrics_markdown, notice_of, ood_html, to_figure, write_downloads
+from app.figures import (
+    alt_text,
+    figure_title,
+    metrics_markdown,
+    notice_of,
+    ood_html,
+    to_figure,
+    write_downloads,
+)
 from app.lesson import Quiz, feedback_html, split_lesson
 from app.params import (
     ARCH_LIMITS,
@@ -290,7 +298,11 @@ def build_lab_page(
             text = gr.Markdown(elem_id=f"{lab.name}-text", elem_classes=["bl-text"], visible=False)
             plots: list[gr.Plot] = []
             notices: list[gr.Markdown] = []
+            titles: list[gr.HTML] = []  # above each chart, in HTML so the browser wraps it
             for i in range(MAX_FIGURES):
+                titles.append(
+                    gr.HTML("", visible=False, elem_id=f"{lab.name}-title-{i}", elem_classes=["bl-fig-title"])
+                )
                 plots.append(
                     gr.Plot(
                         visible=False,
@@ -389,7 +401,7 @@ def build_lab_page(
         picker.input(on_models, picker, [picker, cards, *arch_controls], show_progress="hidden", queue=False)
 
     # -- run / cancel ---------------------------------------------------------------------------------
-    figure_outputs: list[Any] = [*plots, *notices, more]
+    figure_outputs: list[Any] = [*titles, *plots, *notices, more]
     quiz_outputs: list[Any] = [answer, reveal] if answer is not None else []
     outputs = [
         job_id, shown, status, run, cancel, stale, ood, text, metrics, numbers, dl_html, dl_json, lesson,
@@ -407,7 +419,7 @@ def build_lab_page(
             out[answer] = gr.update(interactive=True)
         return out
 
-    def run_job(current_image: str | None, *args: Any) -> Iterator[dict[Any, Any]]:
+    def run_job(request: gr.Request, current_image: str | None, *args: Any) -> Iterator[dict[Any, Any]]:
         prediction: str | None = None
         if answer is not None:
             prediction, args = args[0], args[1:]
@@ -444,7 +456,9 @@ def build_lab_page(
         job: str | None = None
         view: JobView | None = None
         try:
-            job = client.submit_job(lab.name, chosen_now, image, params, text=asked)
+            job = client.submit_job(
+                lab.name, chosen_now, image, params, text=asked, client_ip=forwarded_chain(request)
+            )
             yield {job_id: job, cancel: gr.update(interactive=True), status: progress_html("queued", 0)}
             drawn_step = 0
             while True:
@@ -492,12 +506,18 @@ def build_lab_page(
                     updates[plot] = gr.update(
                         value=None, label=f"Figure {i + 1} could not be drawn", visible=True
                     )
+                heading = figure_title(figure)
+                updates[titles[i]] = gr.update(
+                    value=f'<p class="bl-fig-title">{html.escape(heading)}</p>' if heading else "",
+                    visible=bool(heading),
+                )
                 note = notice_of(figure)
                 updates[notices[i]] = gr.update(
                     value=f"**What to notice:** {note}" if note else "", visible=bool(note)
                 )
             else:
                 updates[plot] = gr.update(value=None, visible=False)
+                updates[titles[i]] = gr.update(value="", visible=False)
                 updates[notices[i]] = gr.update(value="", visible=False)
         extra = len(figures) - len(plots)
         updates[more] = gr.update(
@@ -577,6 +597,17 @@ def build_lab_page(
 
 def _param_value(spec: ControlSpec, raw: Any) -> Any:
     return collect_params([spec], [raw])[spec.name]
+
+
+def forwarded_chain(request: gr.Request | None) -> str | None:
+    """The X-Forwarded-For chain to send with a job: what reached the UI, plus the browser's address as
+    the UI saw it. The API charges its rate limit to the nearest hop it does not trust, so each student
+    has their own limit instead of the whole class sharing the UI server's."""
+    if request is None:
+        return None
+    hops = [h.strip() for h in (request.headers.get("x-forwarded-for") or "").split(",") if h.strip()]
+    peer = request.client.host if request.client is not None else None
+    return ", ".join([*hops, peer] if peer else hops) or None
 
 
 def _cancel_quietly(client: ApiClient, job: str) -> None:

@@ -818,38 +818,69 @@ def _wrap(text: str, width: int = 40) -> str:
     return "<br>".join(textwrap.wrap(text, width)) or text
 
 
-def xy_lines(
-    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+def xy_panels(
+    panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
     title: str,
     *,
     xaxis_title: str = "",
     yaxis_title: str = "",
+    y_range: tuple[float, float] | None = None,
     diagonal: bool = False,
     notice: str | None = None,
 ) -> dict[str, Any]:
-    """Curves with their own x values each (label -> (xs, ys)); `diagonal` adds the y = x reference."""
-    fig = go.Figure()
-    for i, (label, (xs, ys)) in enumerate(series.items()):
-        fig.add_trace(
-            go.Scatter(
-                x=[float(v) for v in xs],
-                y=[float(v) for v in ys],
-                mode="lines+markers",
-                name=label,
-                line={"color": PALETTE[i % len(PALETTE)]},
+    """Small multiples: one panel per model (panel title -> {series label -> (xs, ys)}), the same series in
+    the same colour in every panel and one legend for all. Twelve curves in one chart need a legend
+    taller than the chart; three per panel can be read."""
+    names = list(panels)
+    cols = min(len(names), 2)
+    n_rows = -(-len(names) // cols)
+    fig = make_subplots(
+        rows=n_rows,
+        cols=cols,
+        subplot_titles=[_wrap(nm, 34) for nm in names],
+        shared_yaxes=True,
+        horizontal_spacing=0.06,
+        vertical_spacing=0.4 / n_rows,
+    )
+    labels = list(dict.fromkeys(label for series in panels.values() for label in series))
+    for k, name in enumerate(names):
+        row, col = k // cols + 1, k % cols + 1
+        for label, (xs, ys) in panels[name].items():
+            fig.add_trace(
+                go.Scatter(
+                    x=[float(v) for v in xs],
+                    y=[float(v) for v in ys],
+                    mode="lines+markers",
+                    name=label,
+                    legendgroup=label,
+                    showlegend=k == 0,
+                    line={"color": PALETTE[labels.index(label) % len(PALETTE)]},
+                ),
+                row=row,
+                col=col,
             )
-        )
-    if diagonal:
-        fig.add_trace(
-            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dash"})
-        )
+        if diagonal:
+            fig.add_trace(
+                go.Scatter(
+                    x=[0, 1],
+                    y=[0, 1],
+                    mode="lines",
+                    name="perfect calibration",
+                    legendgroup="diagonal",
+                    showlegend=k == 0,
+                    line={"color": "#333333", "dash": "dash"},
+                ),
+                row=row,
+                col=col,
+            )
+        fig.update_xaxes(title_text=xaxis_title if row == n_rows else None, row=row, col=col)
+        fig.update_yaxes(title_text=yaxis_title if col == 1 else None, range=y_range, row=row, col=col)
     fig.update_layout(
-        title={"text": _wrap(title, 90)},
-        xaxis_title=xaxis_title,
-        yaxis_title=yaxis_title,
-        height=460,
-        legend={"orientation": "h", "y": -0.25},
-        margin={"t": 90},
+        title={"text": title},
+        height=300 * n_rows + 200,
+        width=max(560, 400 * cols),
+        legend={"orientation": "h", "yanchor": "top", "y": -0.1 - 0.1 / n_rows},
+        margin={"t": 90, "b": 130},
     )
     return to_json(fig, notice=notice)
 
@@ -968,7 +999,7 @@ def spread_chart(
             missing = sum(1 for v in got if v is None or not np.isfinite(v))
             if missing:
                 notes.append(f"{series}: {missing} of {len(got)} undefined")
-        labels[cat] = cat + ("<br>(" + "; ".join(notes) + ")" if notes else "")
+        labels[cat] = cat + ("<br>" + _wrap("(" + "; ".join(notes) + ")", 16) if notes else "")
     fig = go.Figure()
     for i, (series, per_cat) in enumerate(groups.items()):
         xs: list[str] = []
@@ -996,9 +1027,11 @@ def spread_chart(
     fig.update_layout(
         title=title,
         boxmode="group",
-        height=460,
+        height=480,
+        width=max(480, 150 * len(cats) + 160),  # a phone scrolls rather than slant the model names
         yaxis_title=yaxis_title,
-        legend={"orientation": "h", "y": -0.25},
+        # Above the panel: below it, it ran into category labels that carry a second and third line.
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0},
     )
     if yrange is not None:
         fig.update_yaxes(range=list(yrange))
@@ -1020,7 +1053,11 @@ def cascade_curves(
     cols = min(len(names), 2)
     n_rows = (len(names) + cols - 1) // cols
     fig = make_subplots(
-        rows=n_rows, cols=cols, subplot_titles=names, shared_yaxes=True, vertical_spacing=0.3 / max(n_rows, 1)
+        rows=n_rows,
+        cols=cols,
+        subplot_titles=names,
+        shared_yaxes=True,
+        vertical_spacing=0.45 / max(n_rows, 1),
     )
     methods: list[str] = []
     for i, name in enumerate(names):
@@ -1051,7 +1088,7 @@ def cascade_curves(
         fig.update_xaxes(
             tickvals=list(range(len(labels))),
             ticktext=[str(t) for t in labels],
-            tickangle=-50,
+            tickangle=-90,  # upright labels are as narrow as a line: slanted ones ran into their neighbours
             tickfont={"size": 11},
             row=i // cols + 1,
             col=i % cols + 1,
@@ -1059,7 +1096,7 @@ def cascade_curves(
     fig.update_yaxes(range=list(yrange), title=yaxis_title, col=1)
     fig.add_hline(y=0, line_dash="dot", line_color="#888")
     # Legend on the right, outside the panels: above them it would sit on the panel titles.
-    fig.update_layout(height=440 * n_rows + 120)
+    fig.update_layout(height=480 * n_rows + 160, width=max(560, 400 * cols), margin={"b": 160})
     _top_title(fig, title)
     return to_json(fig)
 
@@ -1072,16 +1109,19 @@ def matrix_heatmaps(
     zmax: float,
     colorbar_title: str = "",
     cols: int | None = None,
+    x_title: str = "",
+    y_title: str = "",
 ) -> dict[str, Any]:
     """Several labelled matrices (subtitle, z, x labels, y labels) side by side on ONE colour scale with one
-    colour bar, values written in the cells, e.g. σ(λ) per layer × head for models trained on two tasks."""
+    colour bar, values written in the cells, e.g. σ(λ) per layer × head for models trained on two tasks.
+    Short tick labels with the axis named once (`x_title`, `y_title`) keep narrow panels legible."""
     n = len(panels)
     cols = cols or min(n, 3)
     n_rows = (n + cols - 1) // cols
     fig = make_subplots(
         rows=n_rows,
         cols=cols,
-        subplot_titles=[p[0] for p in panels],
+        subplot_titles=[_wrap(p[0], 24) for p in panels],
         horizontal_spacing=0.08,
         vertical_spacing=0.25 / max(n_rows, 1),
     )
@@ -1104,6 +1144,9 @@ def matrix_heatmaps(
             col=i % cols + 1,
         )
     fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(title_text=x_title, tickangle=0)
+    for r in range(1, n_rows + 1):
+        fig.update_yaxes(title_text=y_title, row=r, col=1)
     per_row = max(300, 60 * max(np.asarray(p[1]).shape[0] for p in panels) + 140)
     fig.update_layout(height=per_row * n_rows + 120, width=max(560, 330 * cols + 120))
     _top_title(fig, title)

@@ -53,18 +53,24 @@ class TokenBuckets:
 
 
 def client_key(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str | None:
-    """Who to charge: the peer, or the address a trusted proxy put last in X-Forwarded-For.
+    """Who to charge: the peer, or, behind trusted proxies, the nearest address in X-Forwarded-For that
+    is not itself a trusted proxy.
 
     None means "do not limit": a trusted proxy (the mounted UI, on loopback) that names no client.
-    The last X-Forwarded-For entry is the one the trusted proxy added; earlier ones are the client's
-    own claims and could be forged to dodge the limit.
+    X-Forwarded-For is read from the right, because each proxy appends the address it saw: the UI
+    appends the browser's (or the Space's proxy's) address, a trusted front proxy appended the one
+    before. Entries left of the first untrusted one are the client's own claims and could be forged
+    to dodge the limit.
     """
-    if peer is not None and is_trusted(peer, trusted_proxies):
-        if not forwarded_for:
-            return None
-        last = forwarded_for.split(",")[-1].strip()
-        return last or None
-    return peer or "unknown"
+    if peer is None or not is_trusted(peer, trusted_proxies):
+        return peer or "unknown"
+    hops = [h.strip() for h in (forwarded_for or "").split(",") if h.strip()]
+    if not hops:
+        return None
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted_proxies):
+            return hop
+    return hops[0]  # every hop is a proxy we trust: charge the first, the one that started the chain
 
 
 def is_trusted(peer: str, trusted_proxies: list[str]) -> bool:

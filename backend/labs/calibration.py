@@ -32,6 +32,7 @@ from backend.models.preprocess import preprocess
 # shape), a shift every shapes model meets; "test" is the model's own test split.
 SHIFTED = "cue-conflict"
 TEMPERATURES = np.round(np.geomspace(0.25, 4.0, 25), 3)  # slider grid; 1.0 is its middle
+TERCILES = ("low", "middle", "high")  # proximity terciles, far from the training data first
 
 
 class CalibrationParams(LabParams):
@@ -292,37 +293,42 @@ class CalibrationLab(Lab):
                 "also splits images by how close they are to the training data.",
             )
         )
-        series: dict[str, tuple[list[float], list[float]]] = {}
+        gaps: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
         for n in names:
-            for tag, label in (("before", "before"), ("after", "after T")):
+            gaps[n] = {}
+            for tag, label in (("before", "before"), ("after", "after temperature scaling")):
                 g = per_model[n][f"gap_by_proximity_{tag}"]
-                series[f"{n} ({label})"] = (list(g["proximity"]), list(g["gap"]))
+                gaps[n][label] = (list(g["proximity"]), list(g["gap"]))
         figs.append(
-            plots.xy_lines(
-                series,
+            plots.xy_panels(
+                gaps,
                 "Over-confidence against proximity to the training data (6 equal-count bins)",
-                xaxis_title=f"proximity ({params.proximity} formula, K = {params.k_neighbours})",
+                xaxis_title=f"proximity ({params.proximity}, K = {params.k_neighbours})",
                 yaxis_title="confidence − accuracy",
                 notice="The left end is the sixth of test images least like the training data. A curve "
                 "that is highest on the left means over-confidence far from the training data, which one "
                 "temperature for every image cannot remove.",
             )
         )
-        tercile_series: dict[str, tuple[list[float], list[float]]] = {}
+        terciles: dict[str, dict[str, tuple[list[float], list[float]]]] = {}
         for n in names:
-            for b, label in enumerate(("low", "middle", "high")):
-                part = per_model[n]["terciles"][b]
+            parts = per_model[n]["terciles"]
+            eces = " · ".join(f"{lb} {part['ece']:.3f}" for lb, part in zip(TERCILES, parts, strict=True))
+            series: dict[str, tuple[list[float], list[float]]] = {}
+            for label, part in zip(TERCILES, parts, strict=True):
                 keep = np.asarray(part["count"]) > 0
-                tercile_series[f"{n}, {label} proximity (ECE {part['ece']:.3f})"] = (
+                series[f"{label} proximity"] = (
                     list(np.asarray(part["confidence"])[keep]),
                     list(np.asarray(part["accuracy"])[keep]),
                 )
+            terciles[f"{n}<br>ECE {eces}"] = series
         figs.append(
-            plots.xy_lines(
-                tercile_series,
+            plots.xy_panels(
+                terciles,
                 "Reliability per proximity tercile: accuracy against confidence, diagonal = calibrated",
                 xaxis_title="confidence",
                 yaxis_title="accuracy",
+                y_range=(-0.05, 1.05),
                 diagonal=True,
                 notice="Compare each model's low-proximity curve with its high-proximity one: the third of "
                 "images far from the training data usually sits furthest from the diagonal.",

@@ -385,8 +385,8 @@ class GatingLab(Lab):
                 (
                     f"{name} (shapes)",
                     g,
-                    [f"head {h}" for h in range(g.shape[1])],
-                    [f"layer {i}" for i in r["layers"]],
+                    [str(h) for h in range(g.shape[1])],
+                    [str(i) for i in r["layers"]],
                 )
             )
         for name, info in tasks.items():
@@ -398,8 +398,8 @@ class GatingLab(Lab):
                 (
                     f"{name} (same/different, {init})",
                     g,
-                    [f"head {h}" for h in range(g.shape[1])],
-                    [f"layer {i}" for i in info["layers"]],
+                    [str(h) for h in range(g.shape[1])],
+                    [str(i) for i in info["layers"]],
                 )
             )
         figs = [
@@ -410,6 +410,8 @@ class GatingLab(Lab):
                 zmin=0.0,
                 zmax=1.0,
                 colorbar_title="σ(λ)",
+                x_title="head",
+                y_title="layer",
             )
         ]
         names = [n for n, info in tasks.items() if info["test_accuracy"] is not None]

@@ -53,6 +53,9 @@ def test_client_key() -> None:
     assert client_key("127.0.0.1", None, trusted) is None  # the mounted UI without a client address
     assert client_key("10.1.2.3", "6.6.6.6, 198.51.100.7", trusted) == "198.51.100.7"  # proxy's own entry
     assert client_key("127.0.0.1", "198.51.100.8", trusted) == "198.51.100.8"
+    # The UI on loopback forwards a browser that came through a trusted front proxy (a Space's): the
+    # student is the nearest untrusted hop, and what the student claimed further left is ignored.
+    assert client_key("127.0.0.1", "6.6.6.6, 198.51.100.9, 10.0.0.5", trusted) == "198.51.100.9"
 
 
 def bad_job(c: TestClient, **headers: str):  # type: ignore[no-untyped-def]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -30,10 +29,6 @@ VIEWPORTS = {"laptop": (1280, 800), "projector": (1920, 1080), "phone": (390, 84
 # Labs whose figures do not carry `layout.meta.notice` yet (being reworked for issue 14 with
 # `backend.plots`' `notice=`); remove a name once its lab sets it.
 NOTICES_PENDING: set[str] = set()
-# Labs whose reworked figures (issue 14, merged last) still have overlapping tick labels and legends
-# at some viewports: written to artifacts/known-overlaps.txt and warned about, not yet failed on.
-# Remove a name once its figures are fixed; the check then fails on it again.
-KNOWN_OVERLAPS = {"attribution", "gating", "calibration"}
 AXE_JS = Path(os.environ.get("BIASLAB_AXE_JS", REPO / ".venv/npm/node_modules/axe-core/axe.min.js"))
 
 # Pairs of visible SVG text boxes inside one chart that overlap by more than a quarter of the smaller one.
@@ -187,7 +182,6 @@ def test_every_lab_on_a_photo_at_three_viewports(
     assert not failures, failures
 
     problems: list[str] = []
-    known_overlaps: list[str] = []
     for label, (width, height) in VIEWPORTS.items():
         page.set_viewport_size({"width": width, "height": height})
         for lab in catalog["labs"]:
@@ -198,11 +192,7 @@ def test_every_lab_on_a_photo_at_three_viewports(
             wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
             if wide > 1:
                 problems.append(f"{name} at {label}: page is {wide}px wider than the screen")
-            overlaps = [f"{name} at {label}: {o}" for o in page.evaluate(OVERLAPS_JS, f"#tab-{name}")]
-            if name in KNOWN_OVERLAPS:  # a known defect, reported, not hidden: see KNOWN_OVERLAPS
-                known_overlaps += overlaps
-            else:
-                problems += overlaps
+            problems += [f"{name} at {label}: {o}" for o in page.evaluate(OVERLAPS_JS, f"#tab-{name}")]
             if label == "laptop":
                 page.add_script_tag(content=axe_source)
                 problems += [f"{name}: axe {v}" for v in page.evaluate(AXE_RUN_JS)]
@@ -211,9 +201,6 @@ def test_every_lab_on_a_photo_at_three_viewports(
     page.click("#tab-predict-button")
     page.wait_for_timeout(700)
     page.screenshot(path=str(artifacts_dir / "ui-predict-1920-projector.png"), full_page=True)
-    (artifacts_dir / "known-overlaps.txt").write_text("\n".join(known_overlaps) + "\n")
-    if known_overlaps:
-        warnings.warn(f"{len(known_overlaps)} known overlaps, see artifacts/known-overlaps.txt", stacklevel=1)
     assert not problems, "\n".join(problems)
 
 

@@ -3,7 +3,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.figures import OKABE_ITO, alt_text, metrics_markdown, to_figure, write_downloads
+from app.figures import (
+    OKABE_ITO,
+    alt_text,
+    figure_title,
+    metrics_markdown,
+    report_html,
+    to_figure,
+    write_downloads,
+)
 
 BAR = {
     "data": [{"type": "bar", "x": [0.9, 0.1], "y": ["star", "cross"], "orientation": "h", "bogus": 1}],
@@ -24,9 +32,25 @@ def test_to_figure_is_tolerant_and_readable() -> None:
     assert fig.layout.meta["alt"] == "cnn-shapes: top-2"
     wide = to_figure({**BAR, "layout": {**BAR.get("layout", {}), "width": 1500}})
     assert wide.layout.width is None and wide.layout.autosize  # fits the page's results column
-    long_title = "convit-shapes: gate σ(λ) per GPSA layer and head (1 = positional, 0 = content)"
-    wrapped = to_figure({**BAR, "layout": {"title": {"text": long_title}}}).layout.title.text
-    assert wrapped.replace("<br>", " ") == long_title and "<br>" in wrapped
+
+
+def test_title_moves_out_of_the_chart_and_frees_its_margin() -> None:
+    long_title = "convit-shapes: gate σ(λ) per GPSA layer<br>and head (1 = positional, 0 = content)"
+    figure = {**BAR, "layout": {"title": {"text": long_title}, "margin": {"t": 200}}}
+    assert figure_title(figure) == long_title.replace("<br>", " ")
+    fig = to_figure(figure)
+    assert not fig.layout.title.text and fig.layout.margin.t < 100
+    # Panel titles of two lines on the top row keep room for both lines above the plot area.
+    panels = {
+        **figure,
+        "layout": {
+            **figure["layout"],
+            "annotations": [{"text": "a<br>b", "yref": "paper", "yanchor": "bottom", "y": 1.0}],
+        },
+    }
+    assert to_figure(panels).layout.margin.t >= 2 * 15
+    page = report_html([figure], title="Gating")
+    assert page.index("gate σ(λ) per GPSA layer and head") < page.index("Plotly.newPlot")
 
 
 def test_metrics_markdown_per_model_and_flat() -> None:

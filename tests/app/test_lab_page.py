@@ -96,3 +96,29 @@ def test_build_ui_static_and_fallback() -> None:
     # API unreachable while building: the tabs are built per page load instead (gr.render)
     late = build_ui("http://127.0.0.1:9")
     assert not [b for b in late.blocks.values() if isinstance(b, gr.Tab)]
+
+
+def test_jobs_carry_the_students_address_for_the_rate_limit() -> None:
+    """The UI forwards who asked (the X-Forwarded-For chain it received, plus its peer), and the API,
+    trusting loopback and a front proxy, charges the student rather than the UI server."""
+    import gradio as gr
+    from starlette.requests import Request
+
+    from app.lab_page import forwarded_chain
+    from backend.api.ratelimit import client_key
+
+    def request(peer: str, xff: str | None) -> gr.Request:
+        headers = [(b"x-forwarded-for", xff.encode())] if xff else []
+        scope = {"type": "http", "headers": headers, "client": (peer, 5000), "method": "POST", "path": "/"}
+        return gr.Request(request=Request(scope))
+
+    trusted = ["127.0.0.1", "10.0.0.0/8"]
+    direct = forwarded_chain(request("198.51.100.4", None))
+    assert direct == "198.51.100.4"
+    assert client_key("127.0.0.1", direct, trusted) == "198.51.100.4"
+    # Behind a Space's proxy (10.x): the student is the hop the proxy added, not the proxy, and not
+    # what the browser claimed.
+    proxied = forwarded_chain(request("10.0.0.7", "6.6.6.6, 203.0.113.5"))
+    assert proxied == "6.6.6.6, 203.0.113.5, 10.0.0.7"
+    assert client_key("127.0.0.1", proxied, trusted) == "203.0.113.5"
+    assert forwarded_chain(None) is None

@@ -160,6 +160,7 @@ def run_lab(
         )
         if ood is not None:
             metrics["ood"] = ood
+            # False (unlike the training data) or None (not checked): the sentence opens the text.
             text = text if ood["in_distribution"] else f"{ood['sentence']} {text or ''}".strip()
     # --- end issue 9 ---
     report(1.0, "done")

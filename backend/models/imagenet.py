@@ -37,7 +37,6 @@ from torch import nn
 from backend.config import get_settings
 from backend.models.registry import (
     ModelEntry,
-    _timm_class_names,
     _timm_family,
     get_entry,
     list_models,
@@ -180,8 +179,10 @@ def imagenet_entry(spec: PhotoModel) -> ModelEntry:
     import timm
     from timm.data import resolve_data_config
 
+    from backend.data.imagenet_photos import imagenet_class_names
+
     cfg = timm.models.get_pretrained_cfg(spec.timm_name)
-    assert cfg is not None, spec.timm_name
+    assert cfg is not None and cfg.num_classes == 1000, spec.timm_name
     cfg_dict = cfg.to_dict()
     data = resolve_data_config(pretrained_cfg=cfg_dict)
     family, gradcam = _timm_family(spec.timm_name)
@@ -194,7 +195,7 @@ def imagenet_entry(spec: PhotoModel) -> ModelEntry:
         input_size=tuple(data["input_size"]),  # type: ignore[arg-type]
         mean=tuple(data["mean"]),
         std=tuple(data["std"]),
-        class_names=_timm_class_names(cfg_dict, int(cfg_dict.get("num_classes") or 1000)),
+        class_names=imagenet_class_names(),  # every model of the set has ImageNet-1k's 1000 classes
         description=spec.description,
         citation=spec.citation,
         regime=spec.regime,

@@ -24,7 +24,9 @@ def model_info(entry: ModelEntry) -> ModelInfo:
         class_names=list(entry.class_names),
         card=card,
         regime=entry.regime,
-        architecture=model_architecture(entry.name) if entry.source in ("zoo", "computed") else None,
+        architecture=model_architecture(entry.name)
+        if entry.source in ("zoo", "computed") or (entry.timm_name and reason is None)
+        else None,
         source=entry.source,
         model_set=entry.model_set,
         available=reason is None,

@@ -153,8 +153,14 @@ def model_architecture(name: str) -> dict[str, Any] | None:
     Built on the meta device: no memory and no weights, just the module tree. The UI bounds its layer
     and head fields with it, and labs refuse settings a chosen model does not have.
     """
+    entry = get_entry(name)
     with torch.device("meta"):
-        m = get_entry(name).builder()
+        if entry.timm_name is not None:  # the architecture alone: its builder would read the weights
+            import timm
+
+            m = timm.create_model(entry.timm_name.split(".")[0], pretrained=False)
+        else:
+            m = entry.builder()
     blocks = getattr(m, "blocks", None)
     if blocks is None or not len(blocks):
         return None

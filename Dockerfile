@@ -2,7 +2,7 @@
 #
 #   docker build .                                   CPU image with the ImageNet model set (real photos)
 #   docker build --build-arg MODEL_SET= .            the shapes zoo only (no weights downloaded)
-#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 \
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130 \
 #                --build-arg DEVICE=cuda .           GPU image (a Space on GPU hardware; see README)
 FROM python:3.11-slim
 

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from backend.config import get_settings
@@ -265,11 +266,44 @@ def photo_top1(names: Sequence[str] = NAMES, device: str = "cpu") -> dict[str, d
     return out
 
 
+def probe_report(names: Sequence[str], device: str = "cpu") -> dict[str, dict[str, object]]:
+    """Per layer, on the photo probe set (its 5 photos): mean attention distance of each ViT/ConViT, and
+    each ConViT's mean gate σ(λ) per gated layer, as the attention and gating labs measure them."""
+    from backend.data.imagenet_photos import PHOTOS
+    from backend.jobs.execute import run_lab
+
+    register_model_set(SET_NAME)
+    image = _photo(next(iter(PHOTOS)))
+    out: dict[str, dict[str, object]] = {}
+    for name in names:
+        family = get_entry(name).family
+        if family not in ("vit", "convit"):
+            continue
+        att = run_lab("attention", [name], image, {"probe_size": len(PHOTOS)}, device=device)["metrics"]
+        row: dict[str, object] = {"mad_px_per_layer": att[name]["mad_px_per_layer_probe"]}
+        if family == "convit":
+            gates = np.asarray(
+                run_lab("gating", [name], image, {"probe_size": 16, "compare_tasks": False}, device=device)[
+                    "metrics"
+                ][name]["gate_sigma_lambda"]
+            )
+            row["mean_gate_per_gpsa_layer"] = np.round(gates.mean(1), 3).tolist()
+        out[name] = row
+    return out
+
+
+def _photo(name: str) -> Image.Image:
+    from backend.data.imagenet_photos import load_photo
+
+    return Image.fromarray(load_photo(name))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--list", action="store_true", help="print the set and whether each is cached")
     parser.add_argument("--download", action="store_true", help="download every model of the set")
     parser.add_argument("--top1", action="store_true", help="top-1 of each cached model on the photos")
+    parser.add_argument("--probe-report", action="store_true", help="per-layer attention on the photos")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.download:
@@ -280,7 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:40s} top-1 {r['top1']:.0%} of {r['n']} photos  {r['predictions']}")
         if not cached:
             print(f"no weights of the set in the Hugging Face cache ({_where()}); nothing measured")
-    if args.list or not (args.download or args.top1):
+    if args.probe_report:
+        cached = [n for n in NAMES if cached_weights(n) is not None]
+        for name, row in probe_report(cached, args.device).items():
+            print(name, row)
+        if not cached:
+            print(f"no weights of the set in the Hugging Face cache ({_where()}); nothing measured")
+    if args.list or not (args.download or args.top1 or args.probe_report):
         for name in NAMES:
             file = cached_weights(name)
             print(f"{name:40s} {file if file else 'not cached'}")

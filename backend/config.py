@@ -111,10 +111,6 @@ class Settings(BaseSettings):
 
         for name in self.plugins:
             importlib.import_module(name)
-        if self.model_set:  # a built-in plugin: registers the chosen set (idempotent, loads no weights)
-            from backend.models.imagenet import register_model_set
-
-            register_model_set(self.model_set)
 
 
 class DeviceUnavailable(RuntimeError):

@@ -66,7 +66,7 @@ def photo_set(hf_cache: Path) -> Iterator[Settings]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(backend.config, "_current", settings)
         torch.set_num_threads(1)
-        settings.load_plugins()
+        register_model_set(settings.model_set)
         yield settings
     for name in SMALL:  # random weights under real names: never let a later test meet them
         MODELS.discard(name)

@@ -34,6 +34,9 @@ class ModelCard(BaseModel):
     source: str = "zoo"
     # {"layers", "heads", "gpsa_layers", "patch_grid"} when the API reports it: bounds layer/head fields.
     architecture: dict[str, Any] | None = None
+    model_set: str = "zoo"  # "zoo" (shapes teaching zoo) or "imagenet" (photo models): never mixed in a run
+    available: bool = True
+    unavailable_reason: str | None = None
 
     @property
     def arch(self) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from app.figures import (
 from app.lesson import Quiz, feedback_html, split_lesson
 from app.params import (
     ARCH_LIMITS,
+    CLASS_PARAMS,
     ControlSpec,
     check_limits,
     collect_params,
@@ -59,6 +60,47 @@ def model_cap(lab: LabSpec) -> int:
 
 def eligible_models(lab: LabSpec, models: list[ModelCard]) -> list[ModelCard]:
     return [m for m in models if lab.accepts(m)]
+
+
+# Model sets the picker keeps apart (issue 16): one set per run, so a 0.3 M-parameter shapes model is
+# never compared with an ImageNet model by accident.
+SET_LABELS = {
+    "zoo": "Teaching zoo (shapes, 32×32)",
+    "imagenet": "ImageNet models (real photos)",
+}
+SET_NOTES = {
+    "zoo": "Small models the project trained on 8 procedural shapes at 32×32: photos are not what they know.",
+    "imagenet": "timm's ImageNet-pretrained models (1,000 classes, 224–299 px inputs), for real photos. "
+    "Compare them with each other, not with the shapes zoo.",
+}
+
+
+def model_groups(eligible: list[ModelCard]) -> dict[str, list[ModelCard]]:
+    """Eligible models by model set, the teaching zoo first."""
+    groups: dict[str, list[ModelCard]] = {}
+    for m in sorted(eligible, key=lambda m: m.model_set != "zoo"):
+        groups.setdefault(m.model_set, []).append(m)
+    return groups
+
+
+def set_choices(models: list[ModelCard]) -> list[tuple[str, str]]:
+    """Picker entries of one set; a model this server cannot run says so in its label."""
+    return [(m.name if m.available else f"{m.name} (not available here)", m.name) for m in models]
+
+
+def set_note(model_set: str, models: list[ModelCard]) -> str:
+    reasons = sorted({m.unavailable_reason or "unavailable" for m in models if not m.available})
+    note = SET_NOTES.get(model_set, "")
+    if reasons:
+        note += f" Not available on this server: {'; '.join(reasons)}."
+    return note
+
+
+def set_defaults(lab: LabSpec, models: list[ModelCard]) -> list[str]:
+    """What the picker ticks when the reader switches to a set: the lab's defaults, else one that runs."""
+    names = [m.name for m in models]
+    defaults = [n for n in lab.default_models if n in names][: model_cap(lab)]
+    return defaults or [m.name for m in models if m.available][:1]
 
 
 def initial_models(
@@ -189,6 +231,9 @@ class LabPage:
     cancel: gr.Button
     plots: list[gr.Plot]
     quiz: Quiz | None = None
+    set_radio: gr.Radio | None = None  # the model-set switch, when more than one set is eligible
+    set_info: gr.Markdown | None = None
+    groups: dict[str, list[ModelCard]] = field(default_factory=dict)
 
     def url_updates(self, url: UrlState, by_name: dict[str, ModelCard]) -> dict[Any, Any]:
         """Updates that put this page in the state a shared link describes (only for its own lab)."""
@@ -196,10 +241,18 @@ class LabPage:
             return {}
         updates: dict[Any, Any] = {}
         chosen, notes = initial_models(self.lab, self.eligible, url.models)
-        if self.models is not None and url.models is not None:
+        if self.models is not None and url.models is not None and self.set_radio is not None and chosen:
+            model_set = by_name[chosen[0]].model_set  # the link's set: its models, never two sets at once
+            members = self.groups.get(model_set, [])
+            chosen = [n for n in chosen if by_name[n].model_set == model_set]
+            updates[self.set_radio] = gr.update(value=model_set)
+            updates[self.models] = gr.update(choices=set_choices(members), value=chosen)
+            if self.set_info is not None:
+                updates[self.set_info] = set_note(model_set, members)
+        elif self.models is not None and url.models is not None:
             updates[self.models] = gr.update(value=chosen)
-            if self.cards is not None:
-                updates[self.cards] = model_cards_markdown(chosen, by_name)
+        if self.models is not None and url.models is not None and self.cards is not None:
+            updates[self.cards] = model_cards_markdown(chosen, by_name)
         values, param_notes = params_from_query(self.specs, url.params)
         for spec, control in zip(self.specs, self.controls, strict=True):
             if spec.name in values:
@@ -221,12 +274,24 @@ def build_lab_page(
     """Build one tab inside the current `gr.Tabs` and wire its events."""
     by_name = {m.name: m for m in models}
     eligible = eligible_models(lab, models)
-    names = class_names_for(eligible)
-    specs = [with_class_names(s, names) for s in controls_from_schema(lab.params_schema)]
+    groups = model_groups(eligible)
     lesson_text, quiz = split_lesson(lab.lesson)
     cap = model_cap(lab)
     from_url = url is not None and url.lab == lab.name
     chosen, notes = initial_models(lab, eligible, url.models if url and from_url else None)
+    # One model set at a time: the first chosen model's (a link may name another set's models: dropped).
+    current_set = by_name[chosen[0]].model_set if chosen else next(iter(groups), "zoo")
+    if any(by_name[n].model_set != current_set for n in chosen):
+        notes.append("models of different sets are never compared; kept those of the first")
+        chosen = [n for n in chosen if by_name[n].model_set == current_set]
+    schema_specs = controls_from_schema(lab.params_schema)
+    # Class dropdowns list the current set's classes (shapes or ImageNet's 1,000).
+    specs_by_set = {
+        k: [with_class_names(s, class_names_for(v)) for s in schema_specs] for k, v in groups.items()
+    }
+    specs = specs_by_set.get(current_set) or [
+        with_class_names(s, class_names_for(eligible)) for s in schema_specs
+    ]
     values = {s.name: s.default for s in specs}
     if url is not None and from_url:
         linked, param_notes = params_from_query(specs, url.params)
@@ -236,10 +301,23 @@ def build_lab_page(
     with gr.Tab(lab.title, id=lab.name, elem_id=f"tab-{lab.name}") as tab, gr.Row(equal_height=False):
         with gr.Column(scale=3, min_width=300, elem_classes=["bl-controls"]):
             picker: gr.CheckboxGroup | None = None
+            set_radio: gr.Radio | None = None
+            set_info: gr.Markdown | None = None
             cards = None
+            if cap > 0 and len(groups) > 1:
+                set_radio = gr.Radio(
+                    choices=[(SET_LABELS.get(k, k), k) for k in groups],
+                    value=current_set,
+                    label="Model set",
+                    interactive=True,
+                    elem_id=f"{lab.name}-model-set",
+                )
+                set_info = gr.Markdown(
+                    set_note(current_set, groups[current_set]), elem_id=f"{lab.name}-set-note"
+                )
             if cap > 0:
                 picker = gr.CheckboxGroup(
-                    choices=[(m.name, m.name) for m in eligible],
+                    choices=set_choices(groups.get(current_set, eligible)),
                     value=chosen,
                     label=f"Models to compare (pick 1 to {cap})",
                     interactive=True,
@@ -400,6 +478,34 @@ def build_lab_page(
         arch_controls = [controls[i] for i, _ in arch_specs]
         picker.input(on_models, picker, [picker, cards, *arch_controls], show_progress="hidden", queue=False)
 
+    # -- model set: switching it swaps the picker's models and the class dropdowns' classes -----------
+    class_controls = [
+        (i, c) for i, (c, s) in enumerate(zip(controls, specs, strict=True)) if s.name in CLASS_PARAMS
+    ]
+    if set_radio is not None and picker is not None and set_info is not None and cards is not None:
+
+        def on_set(model_set: str) -> list[Any]:
+            members = groups.get(model_set, [])
+            ticked = set_defaults(lab, members)
+            out: list[Any] = [
+                gr.update(choices=set_choices(members), value=ticked),
+                set_note(model_set, members),
+                model_cards_markdown(ticked, by_name),
+            ]
+            for i, _ in class_controls:
+                spec = specs_by_set.get(model_set, specs)[i]
+                out.append(gr.update(choices=list(spec.choices), value=spec.default))
+            return out
+
+        set_radio.input(
+            on_set,
+            set_radio,
+            [picker, set_info, cards, *[c for _, c in class_controls]],
+            show_progress="hidden",
+            queue=False,
+        )
+    set_inputs: list[Any] = [set_radio] if set_radio is not None else []
+
     # -- run / cancel ---------------------------------------------------------------------------------
     figure_outputs: list[Any] = [*titles, *plots, *notices, more]
     quiz_outputs: list[Any] = [answer, reveal] if answer is not None else []
@@ -420,6 +526,9 @@ def build_lab_page(
         return out
 
     def run_job(request: gr.Request, current_image: str | None, *args: Any) -> Iterator[dict[Any, Any]]:
+        active = specs
+        if set_radio is not None:  # the chosen set's class dropdowns
+            active, args = specs_by_set.get(args[0], specs), args[1:]
         prediction: str | None = None
         if answer is not None:
             prediction, args = args[0], args[1:]
@@ -431,14 +540,14 @@ def build_lab_page(
                 return
         chosen_now, vals = selected_models(args)
         try:
-            params = {s.name: _param_value(s, v) for s, v in zip(specs, vals, strict=True)}
+            params = {s.name: _param_value(s, v) for s, v in zip(active, vals, strict=True)}
         except ValueError as exc:
             yield fail(str(exc))
             return
         if picker is not None and not 1 <= len(chosen_now) <= cap:
             yield fail(f"choose between 1 and {cap} models")
             return
-        problems = check_limits(specs, params, architectures(chosen_now, by_name))
+        problems = check_limits(active, params, architectures(chosen_now, by_name))
         if problems:
             yield fail("; ".join(problems))
             return
@@ -575,7 +684,7 @@ def build_lab_page(
 
     run.click(
         run_job,
-        [image_id, *quiz_inputs, *text_inputs, *picker_inputs, *controls],
+        [image_id, *set_inputs, *quiz_inputs, *text_inputs, *picker_inputs, *controls],
         outputs,
         show_progress="hidden",
         concurrency_limit=None,  # the handler mostly waits on the backend's queue
@@ -592,7 +701,10 @@ def build_lab_page(
         return progress_html("started", 0, "cancelling…")
 
     cancel.click(cancel_job, job_id, status, show_progress="hidden", concurrency_limit=None)
-    return LabPage(lab, specs, eligible, tab, picker, cards, controls, status, run, cancel, plots, quiz)
+    return LabPage(
+        lab, specs, eligible, tab, picker, cards, controls, status, run, cancel, plots, quiz,
+        set_radio, set_info, groups,
+    )  # fmt: skip
 
 
 def _param_value(spec: ControlSpec, raw: Any) -> Any:

@@ -84,6 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from backend.jobs.execute import run_lab
     from backend.labs import UnknownLab, get_lab
     from backend.models import ModelNotAvailable, UnknownModel, register_timm_specs
+    from backend.models.imagenet import register_model_set
 
     settings = _settings(device=args.device)
     try:
@@ -100,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         specs.append(f"{models[0]}={args.weights}")
     try:
         register_timm_specs(specs)
+        register_model_set(settings.model_set)
     except (UnknownModel, ModelNotAvailable) as exc:
         print(exc.args[0], file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ one every layer sees (API, embedded workers, `biaslab worker`, `run_lab`), so a 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,14 @@ class Settings(BaseSettings):
     # Python modules to import at start-up (API, workers, `biaslab run`): each may register labs, models
     # or datasets of its own, e.g. BIASLAB_PLUGINS='["mylab"]'.
     plugins: list[str] = []
+    # Opt-in model sets beside the shapes zoo. "imagenet": timm's ImageNet-pretrained ConViT, DeiT, ResNet,
+    # Mixer and adversarially trained Inception models (backend/models/imagenet.py), for real photos.
+    # Their weights come only from the local Hugging Face cache (the Docker image downloads them at build
+    # time); without them the models are listed as unavailable and everything else keeps working.
+    model_set: Literal["", "imagenet"] = ""
+    # Hugging Face cache the model set reads its weights from; None: huggingface_hub's default
+    # (HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub).
+    hf_cache_dir: Path | None = None
 
     # --- Limits for a public deployment (see README, SECURITY) ---
     # Largest request body on every /api JSON endpoint; bigger bodies get 413 before they are parsed.

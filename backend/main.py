@@ -25,6 +25,7 @@ from backend.jobs.service import JobService
 from backend.jobs.worker import EmbeddedWorkers, Sweeper
 from backend.labs import list_labs
 from backend.models import register_timm_specs
+from backend.models.imagenet import register_model_set
 
 log = logging.getLogger("biaslab")
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
     settings = settings or get_settings()
     settings.load_plugins()  # labs, models or datasets of the deployment's own
     register_timm_specs(settings.timm_models)
+    register_model_set(settings.model_set)  # opt-in ImageNet models (listed even without their weights)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -46,6 +46,15 @@ class ModelInfo(BaseModel):
     source: str = Field(
         default="zoo", description="Where its parameters come from: zoo, file, hub or computed"
     )
+    model_set: str = Field(
+        default="zoo",
+        description='Which set it belongs to: "zoo" (the shapes teaching zoo) or "imagenet" (photo models); '
+        "the UI never mixes the two in one comparison",
+    )
+    available: bool = Field(default=True, description="Whether this server can run it now")
+    unavailable_reason: str | None = Field(
+        default=None, description="Why not, in one line (e.g. its weights are not in the local cache)"
+    )
 
 
 class TextInputSpec(BaseModel):

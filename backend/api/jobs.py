@@ -11,7 +11,7 @@ from backend.api.guards import JOB_ID_PATTERN
 from backend.jobs.images import image_exists
 from backend.jobs.service import JobEnded, QueueFull, UnknownJob
 from backend.jobs.validate import JobRequestError, validate_job
-from backend.schemas import JobCreate, JobCreated, JobView
+from backend.schemas import ErrorResponse, JobCreate, JobCreated, JobView
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=error_responses(422, 503))
 
@@ -43,7 +43,10 @@ def _validate(body: JobCreate, conn: Any) -> dict[str, Any]:
     status_code=202,
     response_model=JobCreated,
     dependencies=[RateLimited],
-    responses=error_responses(400, 404, 413, 429),
+    responses={
+        **error_responses(400, 404, 413, 429),
+        409: {"model": ErrorResponse, "description": "A chosen model is not available on this server"},
+    },
 )
 def submit(body: JobCreate, jobs: JobsDep, conn: RedisDep, settings: SettingsDep) -> JobCreated:
     params = _validate(body, conn)

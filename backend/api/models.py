@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from backend.models import ModelEntry, list_models
-from backend.models.registry import model_architecture
+from backend.models.registry import model_architecture, unavailable_reason
 from backend.schemas import ModelInfo
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -11,6 +11,7 @@ router = APIRouter(prefix="/api/models", tags=["models"])
 
 def model_info(entry: ModelEntry) -> ModelInfo:
     card = entry.card()
+    reason = unavailable_reason(entry)
     return ModelInfo(
         name=entry.name,
         family=entry.family,
@@ -23,8 +24,13 @@ def model_info(entry: ModelEntry) -> ModelInfo:
         class_names=list(entry.class_names),
         card=card,
         regime=entry.regime,
-        architecture=model_architecture(entry.name) if entry.source in ("zoo", "computed") else None,
+        architecture=model_architecture(entry.name)
+        if entry.source in ("zoo", "computed") or (entry.timm_name and reason is None)
+        else None,
         source=entry.source,
+        model_set=entry.model_set,
+        available=reason is None,
+        unavailable_reason=reason,
     )
 
 

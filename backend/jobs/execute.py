@@ -69,6 +69,12 @@ class ModelCache:
         with self._lock:
             self._items.clear()
 
+    def discard(self, name: str) -> None:
+        """Forget one model on every device (e.g. its weights changed); the others stay loaded."""
+        with self._lock:
+            for key in [k for k in self._items if k[0] == name]:
+                del self._items[key]
+
 
 MODELS = ModelCache()
 
@@ -160,6 +166,7 @@ def run_lab(
         )
         if ood is not None:
             metrics["ood"] = ood
+            # False (unlike the training data) or None (not checked): the sentence opens the text.
             text = text if ood["in_distribution"] else f"{ood['sentence']} {text or ''}".strip()
     # --- end issue 9 ---
     report(1.0, "done")

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from backend.api.guards import number_errors
 from backend.labs import Lab, LabParams, UnknownLab, get_lab
 from backend.models import UnknownModel, get_entry
+from backend.models.registry import unavailable_reason
 
 
 class JobRequestError(ValueError):
@@ -64,6 +65,9 @@ def validate_job(
             entry = get_entry(name)
         except UnknownModel as exc:
             raise JobRequestError(404, str(exc)) from None
+        reason = unavailable_reason(entry)
+        if reason is not None:  # registered (an opt-in set) but not runnable on this machine
+            raise JobRequestError(409, f"model {name!r} is not available on this server: {reason}")
         if not lab.accepts(entry):
             allowed = ", ".join(lab.model_families or lab.model_tasks)
             raise JobRequestError(

@@ -308,6 +308,9 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
     from backend.models.registry import register_timm_specs
 
     register_timm_specs(settings.timm_models)  # the API's own timm checkpoints, so their jobs run here
+    from backend.models.imagenet import register_model_set
+
+    register_model_set(settings.model_set)  # the API's model set too (BIASLAB_MODEL_SET)
     # Import the labs before the first heartbeat: extension imports hold the GIL for seconds on a
     # busy machine, long enough to starve the heartbeat thread past its TTL inside the first job.
     from backend.labs.base import list_labs

@@ -153,8 +153,9 @@ def black(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def reference_images(m: LoadedModel, n: int, seed: int) -> torch.Tensor | None:
-    """n training images of the model's dataset, spread evenly over the classes; None if unavailable."""
-    if not has_probe_set(m.entry):
+    """n training images of the model's dataset, spread evenly over the classes; None if unavailable
+    (ImageNet models: no ImageNet training images ship here, so no expected-gradients references)."""
+    if not has_probe_set(m.entry, "train"):
         return None
     images, _ = probe_images(m.entry, n, seed, split="train")
     return preprocess_batch(images, m.module)

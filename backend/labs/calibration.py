@@ -27,6 +27,7 @@ from backend.labs import calibration_metrics as cm
 from backend.labs.base import Lab, LabContext, LabParams, LabResult, LoadedModel, register_lab
 from backend.labs.probe import has_probe_set, preprocess_batch
 from backend.models.preprocess import preprocess
+from backend.models.registry import ModelEntry, get_entry
 
 # "shifted": the cue-conflict images (a shape filled with another class's texture, labelled by its
 # shape), a shift every shapes model meets; "test" is the model's own test split.
@@ -91,13 +92,30 @@ class CalibrationLab(Lab):
     max_models = 4
     default_models = ("cnn-shapes", "deit-shapes", "convit-shapes", "mixer-shapes")
 
+    def request_problems(self, params: Any, models: list[str]) -> list[str]:
+        # Refused at submission (422), in words: no statistics are borrowed from another dataset.
+        return [p for p in (self._no_data(get_entry(n)) for n in models) if p]
+
+    @staticmethod
+    def _no_data(entry: ModelEntry) -> str | None:
+        if has_probe_set(entry, "val") and entry.probe_set is None:
+            return None
+        if entry.model_set == "imagenet":
+            return (
+                f"{entry.name} was trained on ImageNet, and no labelled ImageNet validation images ship "
+                "here, so its calibration cannot be measured; the shapes models' figures say nothing "
+                "about it (the handful of ImageNet probe photos are far too few to bin confidences)"
+            )
+        return (
+            f"{entry.name!r} was trained on {entry.dataset!r}; calibration needs its labelled "
+            "validation and test images, which only the project's own datasets have here"
+        )
+
     def run(self, ctx: LabContext, params: CalibrationParams) -> LabResult:  # type: ignore[override]
         for m in ctx.models:
-            if not has_probe_set(m.entry):
-                raise ValueError(
-                    f"{m.name!r} was trained on {m.entry.dataset!r}; calibration needs its labelled "
-                    "validation and test images, which only the project's own datasets have here"
-                )
+            problem = self._no_data(m.entry)
+            if problem:
+                raise ValueError(problem)
         per_model: dict[str, dict[str, Any]] = {}
         metrics: dict[str, Any] = {}
         n = len(ctx.models)

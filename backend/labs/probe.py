@@ -15,26 +15,32 @@ from backend.models.preprocess import data_config
 from backend.models.registry import ModelEntry
 
 
-def has_probe_set(entry: ModelEntry) -> bool:
-    """Whether the project can draw labelled test images of the model's training data (not ImageNet)."""
+def probe_dataset(entry: ModelEntry) -> str:
+    """The dataset probe images come from: the model's own (the zoo), or its `probe_set` (ImageNet
+    models, whose training data is not here: the photos of `backend.data.imagenet_photos`)."""
+    return entry.probe_set or entry.dataset
+
+
+def has_probe_set(entry: ModelEntry, split: str = "test") -> bool:
+    """Whether the project can draw labelled images of that split for the model."""
     names = {d.name: d for d in list_datasets()}
-    info = names.get(entry.dataset)
-    return info is not None and "test" in info.splits and bool(info.class_names)
+    info = names.get(probe_dataset(entry))
+    return info is not None and split in info.splits and bool(info.class_names)
 
 
 def probe_images(
     entry: ModelEntry, n: int, seed: int = 0, split: str = "test"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """n images (N, H, W, 3) uint8 and labels (N,) of one split of the dataset the model was trained on.
+    """n images (N, H, W, 3) uint8 and labels (N,) of one split of the model's probe dataset.
 
     The project's datasets deal their labels out evenly (a shuffled arange % classes), so any n images
     hold ⌊n / classes⌋ or one more of each class."""
-    if has_probe_set(entry):
-        s = load_dataset(entry.dataset, split, n=n, seed=seed)
+    if has_probe_set(entry, split):
+        s = load_dataset(probe_dataset(entry), split, n=n, seed=seed)
         return s.images, s.labels
     known = ", ".join(d.name for d in list_datasets() if d.class_names)
     raise ValueError(
-        f"{entry.name!r} was trained on {entry.dataset!r}, which has no probe set here (only "
+        f"{entry.name!r} was trained on {entry.dataset!r}, which has no {split} probe set here (only "
         f"{known}); use probe_size=0 where the lab allows it"
     )
 

@@ -18,7 +18,8 @@ tried in a prototype at 5 % false positives, caught 1 of 9 photos for the DeiT-l
 the MLP.
 
 Datasets without a reference model (e.g. a researcher's ImageNet timm model) get no verdict rather
-than a wrong one.
+than a wrong one. The ImageNet model set says so in words (`NO_REFERENCE`): fitting its own detector
+needs ImageNet images, none ship here, and the shapes threshold means nothing in their feature spaces.
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ K = 10
 N_TRAIN = 2000
 N_VAL = 1000
 QUANTILE = 0.99  # 1 % of held-out shapes images are flagged by construction
+# Training datasets whose models get a plain "not checked" instead of a verdict, and why.
+NO_REFERENCE = {
+    "imagenet": "fitting a detector for them needs ImageNet training and validation images, and none ship "
+    "here",
+}
 
 
 def _load_split(dataset: str, split: str, n: int) -> np.ndarray:
@@ -174,11 +180,26 @@ def check_job_image(
     datasets = [e.dataset for e in entries]
     name = reference_model(datasets)
     if name is None:
-        return None
+        return not_checked(datasets)
     dataset = next(d for d in datasets if REFERENCE_MODELS.get(d) == name)
     with locked_models([name]) as (loaded,):
         chosen = [e.name for e in entries if e.dataset == dataset]
         return verdict(image, dataset, name, loaded.module, device, chosen)
+
+
+def not_checked(datasets: Sequence[str]) -> dict[str, Any] | None:
+    """`metrics["ood"]` saying, in words, that no check was made and why (never a borrowed threshold)."""
+    dataset = next((d for d in datasets if d in NO_REFERENCE), None)
+    if dataset is None:
+        return None
+    return {
+        "in_distribution": None,  # unknown: the UI shows no warning box, the sentence opens the text
+        "dataset": dataset,
+        "reference_model": None,
+        "method": METHOD,
+        "sentence": f"Not checked whether this image is like the {dataset} training data: "
+        f"{NO_REFERENCE[dataset]}; the shapes models' threshold does not carry over.",
+    }
 
 
 # --- measured figures (`python -m backend.models.ood`) --------------------------------------------

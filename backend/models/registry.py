@@ -78,6 +78,14 @@ class ModelEntry:
     compute: Callable[[nn.Module, ProgressFn], None] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)  # how `biaslab zoo train` makes the weights
     timm_name: str | None = None  # the timm architecture, for models that come from timm
+    # Which set it belongs to: "zoo" (the shapes teaching zoo) or "imagenet" (photo models, opt-in set).
+    # The UI keeps the sets apart, so nobody compares a 0.3 M shapes model with an ImageNet one.
+    model_set: str = "zoo"
+    # The dataset labs draw probe images from, when it is not `dataset` (ImageNet models: the photos).
+    probe_set: str | None = None
+    # Returns why the model cannot be built on this machine (e.g. weights not in the local cache), or
+    # None when it can; checked on every listing and job, so it never loads anything.
+    availability: Callable[[], str | None] | None = None
 
     @property
     def weights_path(self) -> Path | None:
@@ -125,6 +133,11 @@ def register_model(entry: ModelEntry) -> ModelEntry:
     return _MODELS.add(entry.name, entry)
 
 
+def unavailable_reason(entry: ModelEntry) -> str | None:
+    """One line saying why this model cannot run here, or None when it can."""
+    return entry.availability() if entry.availability is not None else None
+
+
 def list_models() -> list[ModelEntry]:
     return list(_MODELS)
 
@@ -140,8 +153,14 @@ def model_architecture(name: str) -> dict[str, Any] | None:
     Built on the meta device: no memory and no weights, just the module tree. The UI bounds its layer
     and head fields with it, and labs refuse settings a chosen model does not have.
     """
+    entry = get_entry(name)
     with torch.device("meta"):
-        m = get_entry(name).builder()
+        if entry.timm_name is not None:  # the architecture alone: its builder would read the weights
+            import timm
+
+            m = timm.create_model(entry.timm_name.split(".")[0], pretrained=False)
+        else:
+            m = entry.builder()
     blocks = getattr(m, "blocks", None)
     if blocks is None or not len(blocks):
         return None
@@ -183,6 +202,9 @@ def create_model(
     (inside the builder, through timm), or computed from its dataset (reported through `progress`).
     """
     entry = get_entry(name)
+    reason = unavailable_reason(entry)
+    if reason is not None:
+        raise ModelNotAvailable(f"model {name!r} is not available here: {reason}")
     model = entry.builder()
     path = Path(weights) if weights is not None else entry.weights_path
     if path is not None:
@@ -222,12 +244,7 @@ def register_timm_model(
     file = str(Path(weights).resolve()) if weights is not None else None
 
     def build() -> nn.Module:
-        overlay = {"file": file} if file else None
-        try:
-            return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay)
-        except Exception as exc:  # offline Hub access or a bad file: say which
-            where = file or "the Hugging Face Hub"
-            raise ModelNotAvailable(f"could not load pretrained {timm_name!r} from {where}: {exc}") from exc
+        return timm_pretrained(timm_name, file)
 
     family, gradcam = _timm_family(timm_name)
     entry = ModelEntry(
@@ -253,9 +270,30 @@ def register_timm_model(
     return register_model(entry)
 
 
+def timm_pretrained(timm_name: str, file: str | Path | None) -> nn.Module:
+    """timm's own pretrained loading; with a file, `pretrained_cfg_overlay=dict(file=...)` makes timm load
+    (and adapt) it exactly as it would a downloaded checkpoint, with no network."""
+    import timm
+
+    overlay = {"file": str(file)} if file else None
+    try:
+        return timm.create_model(timm_name, pretrained=True, pretrained_cfg_overlay=overlay)
+    except Exception as exc:  # offline Hub access or a bad file: say which
+        where = file or "the Hugging Face Hub"
+        raise ModelNotAvailable(f"could not load pretrained {timm_name!r} from {where}: {exc}") from exc
+
+
 # timm classes whose family the labs know; any other architecture is family "timm" (labs open to all).
-_TIMM_FAMILIES = {"ConVit": "convit", "VisionTransformer": "vit", "MlpMixer": "mixer"}
-_TIMM_CNNS = {"ResNet", "ResNetV2", "ConvNeXt", "EfficientNet", "RegNet", "MobileNetV3", "DenseNet", "VGG"}
+_TIMM_FAMILIES = {
+    "ConVit": "convit",
+    "VisionTransformer": "vit",
+    "VisionTransformerDistilled": "vit",  # DeiT distilled: CLS + distillation token, both prefix tokens
+    "MlpMixer": "mixer",
+}
+_TIMM_CNNS = {
+    "ResNet", "ResNetV2", "ConvNeXt", "EfficientNet", "RegNet", "MobileNetV3", "DenseNet", "VGG",
+    "InceptionV3", "InceptionResnetV2",
+}  # fmt: skip
 
 
 def _timm_family(timm_name: str) -> tuple[str, GradcamTarget | None]:

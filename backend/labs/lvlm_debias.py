@@ -58,6 +58,11 @@ class LvlmDebiasParams(LabParams):
         default=0.0, ge=0.0, le=2.0, description="Decoding temperature; 0 = greedy, above 0 samples (seeded)"
     )
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Sampling seed (temperature > 0)")
+    scene: Literal["auto", "generated"] = Field(
+        default="auto",
+        description="auto: the chosen image if there is one, else a generated balanced scene; generated: "
+        "always a generated scene (its true caption is shown)",
+    )
     scene_seed: int = Field(
         default=3,
         ge=0,
@@ -160,7 +165,7 @@ class LvlmDebiasLab(Lab):
     @staticmethod
     def _scene(ctx: LabContext, params: LvlmDebiasParams) -> tuple[torch.Tensor, str | None]:
         """(1, 3, 32, 32) in [0, 1] and the true caption when the scene is generated."""
-        if ctx.image is not None:
+        if ctx.image is not None and params.scene == "auto":
             return preprocess(ctx.image, ctx.models[0].module), None
         split = load_clevr_lite("test", 1, params.scene_seed)
         return to_tensor(split.images), caption(split.meta["objects"][0])
@@ -289,12 +294,18 @@ class LvlmDebiasLab(Lab):
         a, m = result.arrays, result.metrics
         cf = params.content_free
         truth = f" — truth: {a['truth']}" if a.get("truth") else " — your image at the model's 32×32"
+        unlike = (
+            ""
+            if a.get("truth")
+            else " The model has only seen clevr-lite scenes (1–3 flat objects on grey); on any other image "
+            "its answers describe colours it half-recognises, not the picture."
+        )
         figs = [
             plots.image_pair(
                 [("model input", a["image"])],
                 f"The scene{truth}",
                 notice="This is the 32×32 image the model sees. Small objects are a few pixels wide: "
-                "that is where the language prior takes over.",
+                "that is where the language prior takes over." + unlike,
             ),
             plots.probability_bars(
                 a["labels"],

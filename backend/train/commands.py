@@ -186,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         card = train_zoo_model(name, seed=args.seed, device=args.device)
         ece = f", ECE {card['ece']:.4f}" if card.get("ece") is not None else ""
         print(
-            f"{name}: test acc {card['test_accuracy']:.4f}{ece}, {card['params']} params, {card['wall_time_s']:.0f} s"
+            f"{name}: test acc {card['test_accuracy']:.4f}{ece}, {card['params']} params, "
+            f"{card['wall_time_s']:.0f} s"
         )
     return 0
 

@@ -34,6 +34,9 @@ NOTICES_PENDING: set[str] = set()
 # at some viewports: written to artifacts/known-overlaps.txt and warned about, not yet failed on.
 # Remove a name once its figures are fixed; the check then fails on it again.
 KNOWN_OVERLAPS = {"attribution", "gating", "calibration"}
+# Labs whose models were trained on a dataset without an out-of-distribution reference (backend/models/ood.py
+# has one for shapes only): no notice is expected; lvlm-debias says in its own scene notice what it knows.
+NO_OOD_REFERENCE = {"lvlm-debias"}
 AXE_JS = Path(os.environ.get("BIASLAB_AXE_JS", REPO / ".venv/npm/node_modules/axe-core/axe.min.js"))
 
 # Pairs of visible SVG text boxes inside one chart that overlap by more than a quarter of the smaller one.
@@ -174,7 +177,9 @@ def test_every_lab_on_a_photo_at_three_viewports(
             continue
         page.locator(f"#{name}-fig-0 .js-plotly-plot").wait_for(timeout=30_000)
         notice = page.locator(f"#{name}-ood [data-ood=true]")
-        if lab["max_models"] > 0:  # the page sends its image to every lab that takes models
+        if name in NO_OOD_REFERENCE:
+            pass
+        elif lab["max_models"] > 0:  # the page sends its image to every lab that takes models
             assert notice.is_visible(), f"{name}: no out-of-distribution notice for a cat photo"
             assert "unlike the shapes images" in notice.inner_text()
         else:

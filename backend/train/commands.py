@@ -75,7 +75,12 @@ def train_zoo_model(
     if entry.task == "vqa":  # the vision-language model has its own loop (backend/train/vlm.py)
         from backend.train.vlm import train_vlm
 
-        return train_vlm(name, seed=seed, device=device, out_dir=out_dir, progress=progress)
+        vlm, vlm_card = train_vlm(name, seed=seed, device=device, progress=progress)
+        vlm_card.update(params=count_params(vlm), code_version=code_version())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(vlm, out_dir / f"{name}.safetensors")
+        (out_dir / f"{name}.json").write_text(json.dumps(vlm_card, indent=2) + "\n")
+        return vlm_card
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     data = _splits(recipe, seed)

@@ -9,14 +9,13 @@ metrics for plain decoding and the yes-ratio without the image, which is where t
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
 from backend.data.clevr_lite import QA, load_clevr_lite, training_questions
@@ -43,13 +42,13 @@ def batch_tensors(qas: list[QA]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_vlm(
-    name: str, *, seed: int = 0, device: str = "cpu", out_dir: Path, progress: bool = True
-) -> dict[str, Any]:
-    """Train `name` from its recipe, write `<name>.safetensors` + `<name>.json`, return the card."""
+    name: str, *, seed: int = 0, device: str = "cpu", progress: bool = True
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train `name` from its recipe; the trained model (on the CPU) and its card, which `zoo train`
+    completes (parameters, code version) and writes beside the weights."""
     from backend.labs.vlm_eval import Scorer, evaluate_balanced
     from backend.models import get_entry
     from backend.train.classifier import cosine_lambda, seed_everything
-    from backend.train.commands import code_version, count_params, save_weights
 
     entry = get_entry(name)
     recipe = entry.recipe
@@ -105,17 +104,12 @@ def train_vlm(
         "yes_ratio_without_image": metrics["yes_ratio_without_image"],
         "balanced_metrics": metrics,
         "loss_every_100_steps": [round(v, 4) for v in losses],
-        "params": count_params(model),
         "final_train_loss": losses[-1] if losses else None,
-        "code_version": code_version(),
         "recipe": recipe,
         "command": f"BIASLAB_TRAIN_THREADS={torch.get_num_threads()} biaslab zoo train {name} "
         f"--device {torch.device(device).type} --seed {seed}",
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out_dir / f"{name}.safetensors")
-    (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return model, card
 
 
 def verify_vlm(name: str, tolerance: float = 0.01, n: int | None = None) -> tuple[bool, str]:

@@ -369,6 +369,7 @@ class LvlmDebiasLab(Lab):
                     f"Balanced split ({bal['n_questions']} questions, {bal['n_captions']} captions; "
                     f"content-free: {cf})",
                     yrange=(0, 1),
+                    horizontal=True,  # long category names stack instead of colliding on a phone
                     notice="The truth says yes to 50% of these questions; without the image the model says "
                     f"yes {bal['yes_ratio_without_image']:.0%} of the time. Post-hoc has no caption bar: it "
                     "calibrates one answer token, not a free caption.",
@@ -397,7 +398,7 @@ class LvlmDebiasLab(Lab):
         ]
         fig = go.Figure(
             go.Table(
-                columnwidth=[40, 110, 110, 200, 130],
+                columnwidth=[60, 120, 110, 220, 150],
                 header={
                     "values": ["step", "plain (p)", "debiased", "kept by the cutoff", "contrast"],
                     "align": "left",
@@ -412,6 +413,7 @@ class LvlmDebiasLab(Lab):
         fig.update_layout(
             title="Plain and debiased decoding, token by token",
             height=min(700, 150 + 30 * n),
+            width=760,  # a phone scrolls the table sideways rather than squeezing its columns together
             margin={"t": 70},
         )
         return plots.to_json(

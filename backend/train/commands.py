@@ -72,6 +72,15 @@ def train_zoo_model(
     entry = get_entry(name)
     recipe = entry.recipe
     out_dir = out_dir or get_settings().weights_dir
+    if entry.task == "vqa":  # the vision-language model has its own loop (backend/train/vlm.py)
+        from backend.train.vlm import train_vlm
+
+        vlm, vlm_card = train_vlm(name, seed=seed, device=device, progress=progress)
+        vlm_card.update(params=count_params(vlm), code_version=code_version())
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_weights(vlm, out_dir / f"{name}.safetensors")
+        (out_dir / f"{name}.json").write_text(json.dumps(vlm_card, indent=2) + "\n")
+        return vlm_card
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     data = _splits(recipe, seed)
@@ -139,6 +148,10 @@ def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tu
     from backend.train.classifier import evaluate
 
     entry = get_entry(name)
+    if entry.task == "vqa":
+        from backend.train.vlm import verify_vlm
+
+        return verify_vlm(name, tolerance, n)
     card = entry.card()
     if card is None:
         return False, f"{name}: no card"
@@ -176,9 +189,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     for name in names:
         card = train_zoo_model(name, seed=args.seed, device=args.device)
+        ece = f", ECE {card['ece']:.4f}" if card.get("ece") is not None else ""
         print(
-            f"{name}: test acc {card['test_accuracy']:.4f}, ECE {card['ece']:.4f}, "
-            f"{card['params']} params, {card['wall_time_s']:.0f} s"
+            f"{name}: test acc {card['test_accuracy']:.4f}{ece}, {card['params']} params, "
+            f"{card['wall_time_s']:.0f} s"
         )
     return 0
 

@@ -71,6 +71,10 @@ def train_zoo_model(
 
     entry = get_entry(name)
     recipe = entry.recipe
+    if recipe.get("trainer") == "denoiser":  # issue 12: the bias-free UNet denoisers
+        from backend.train.denoiser import train_denoiser_zoo_model
+
+        return train_denoiser_zoo_model(name, seed=seed, device=device, out_dir=out_dir, progress=progress)
     out_dir = out_dir or get_settings().weights_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
@@ -176,6 +180,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     for name in names:
         card = train_zoo_model(name, seed=args.seed, device=args.device)
+        if "test_psnr" in card:  # a denoiser: PSNR per noise level instead of accuracy
+            psnr = ", ".join(f"σ={s}: {v['psnr']:.1f} dB" for s, v in card["test_psnr"].items())
+            print(f"{name}: test {psnr}; {card['params']} params, {card['wall_time_s']:.0f} s")
+            continue
         print(
             f"{name}: test acc {card['test_accuracy']:.4f}, ECE {card['ece']:.4f}, "
             f"{card['params']} params, {card['wall_time_s']:.0f} s"

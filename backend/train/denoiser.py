@@ -134,3 +134,16 @@ def train_denoiser_zoo_model(
     save_weights(model, out_dir / f"{name}.safetensors")
     (out_dir / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def verify_denoiser(name: str, card: dict[str, Any], tolerance_db: float = 0.05) -> tuple[bool, str]:
+    """Shipped weights against the card: the test PSNR at every σ, recomputed on the same noise."""
+    from backend.models import create_model, get_entry
+
+    recipe = get_entry(name).recipe
+    seed = int(card["seed"])
+    test = gray_tensor(load_dataset(recipe["dataset"], "test", n=recipe["test_size"], seed=seed).images)
+    psnr = denoising_psnr(create_model(name), test, EVAL_SIGMAS, seed)
+    worst = max(abs(psnr[s]["psnr"] - card["test_psnr"][s]["psnr"]) for s in card["test_psnr"])
+    ok = worst <= tolerance_db
+    return ok, f"{name}: test PSNR within {worst:.3f} dB of the card at every σ -> {'ok' if ok else 'FAIL'}"

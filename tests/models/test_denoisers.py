@@ -94,3 +94,11 @@ def test_registered_denoisers_compute_from_their_dataset() -> None:
     assert steps[-1] == 1.0 and get_entry("wiener-faces").task == "denoise"
     x = gray_tensor(load_dataset("faces16", "train", seed=0).images).reshape(-1, 256)
     torch.testing.assert_close(model.mean, x.mean(0))  # type: ignore[arg-type]
+
+
+def test_locality_single_pixel_path_matches_the_full_forward(patches: torch.Tensor) -> None:
+    loc = LocalityDenoiser()
+    loc.fit(patches[:100])
+    y = patches[100:103] + 0.2 * torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(loc.forward_pixel(y, 0.2, 37), loc(y, 0.2).reshape(3, -1)[:, 37])

@@ -174,7 +174,9 @@ def test_every_lab_on_a_photo_at_three_viewports(
             continue
         page.locator(f"#{name}-fig-0 .js-plotly-plot").wait_for(timeout=30_000)
         notice = page.locator(f"#{name}-ood [data-ood=true]")
-        if lab["max_models"] > 0:  # the page sends its image to every lab that takes models
+        # The page sends its image to every lab that takes models; the out-of-distribution reference
+        # exists for the shapes classifiers (denoisers of 16×16 grey data get no verdict, issue 12).
+        if lab["max_models"] > 0 and "classification" in lab["model_tasks"]:
             assert notice.is_visible(), f"{name}: no out-of-distribution notice for a cat photo"
             assert "unlike the shapes images" in notice.inner_text()
         else:

@@ -121,7 +121,7 @@ class DenoiserBasisLab(Lab):
             ref = f" (the Wiener filter on its data: {wt[k]:.1f})" if wt else ""
             parts.append(
                 f"{name} on {s['image']}: trace(J) = {s['trace_J'][k]:.1f} of 256 dimensions at σ = "
-                f"{params.sigma}{ref}, falling from {s['trace_J'][0]:.1f} at σ = {dn.SIGMAS[0]} to "
+                f"{params.sigma}{ref}; {s['trace_J'][0]:.1f} at σ = {dn.SIGMAS[0]} to "
                 f"{s['trace_J'][-1]:.1f} at σ = {dn.SIGMAS[-1]}; f(y) = J(y)·y holds to "
                 f"{max(s['f_equals_Jy_relative_error']):.1e}"
             )

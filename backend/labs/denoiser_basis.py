@@ -135,14 +135,15 @@ class DenoiserBasisLab(Lab):
         images: list[tuple[str, np.ndarray]] = []
         for name, a in per_model.items():
             images += [
-                (f"{name}: clean", dn.gray_rgb(a["clean"])),
-                (f"noisy, σ = {params.sigma}", dn.gray_rgb(a["shown"]["noisy"])),
-                ("denoised f(y)", dn.gray_rgb(a["shown"]["denoised"])),
+                (f"{name.removeprefix('unet-')}: clean", dn.gray_rgb(a["clean"])),
+                (f"noisy σ={params.sigma}", dn.gray_rgb(a["shown"]["noisy"])),
+                ("f(y)", dn.gray_rgb(a["shown"]["denoised"])),
             ]
         figs.append(
-            plots.image_pair(
+            plots.image_grid(
                 images,
                 "The 16×16 greyscale image the denoiser sees, with noise, and denoised",
+                cols=3,
                 notice="This is exactly what the model analyses: your image reduced to 16×16 grey pixels. "
                 "Everything below is the Jacobian at the noisy image.",
             )
@@ -165,18 +166,21 @@ class DenoiserBasisLab(Lab):
             )
         ranks = list(range(1, 257))
         series = {
-            f"{name}, σ = {s:g}": list(a["spectra"][j])
+            f"{name.removeprefix('unet-')}, σ = {s:g}": list(a["spectra"][j])
             for name, a in per_model.items()
             for j, s in enumerate(sigmas)
         }
         figs.append(
-            plots.xy_lines(
-                {k: (ranks, v) for k, v in series.items()},
+            plots.line_chart(
+                ranks,
+                series,
                 "Eigenvalues of the Jacobian, largest first, at each noise level",
                 xaxis_title="rank",
                 yaxis_title="eigenvalue",
                 notice="A few eigenvalues near 1 and the rest near 0 mean the denoiser projects onto a "
-                "low-dimensional subspace; the subspace shrinks as the noise grows.",
+                "low-dimensional subspace; the subspace shrinks as the noise grows. Negative eigenvalues "
+                "show where the trained network is not the symmetric, positive Jacobian of an optimal "
+                "denoiser.",
             )
         )
         trace_series = {f"{n}: trace(J)": metrics[n]["trace_J"] for n in per_model}

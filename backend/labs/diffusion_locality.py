@@ -165,8 +165,8 @@ class DiffusionLocalityLab(Lab):
                 log_x=True,
                 x_ticks=sigmas,
                 references={"spread evenly over the image": metrics["uniform_radius"]},
-                notice="Fields grow with the noise: at high σ a denoiser must average over more pixels. "
-                "A line near the dashed reference means the field covers the whole image.",
+                notice="At high σ a denoiser must average over more pixels, so fields tend to grow with the "
+                "noise. A line near the dashed reference means the field covers the whole image.",
             )
         )
         agree = metrics["unet_vs"]

@@ -133,16 +133,16 @@ class DenoiserBasisLab(Lab):
         sigmas = metrics["sigmas"]
         figs = []
         images: list[tuple[str, np.ndarray]] = []
-        for name, a in per_model.items():
+        for a in per_model.values():
             images += [
-                (f"{name.removeprefix('unet-')}: clean", dn.gray_rgb(a["clean"])),
-                (f"noisy σ={params.sigma}", dn.gray_rgb(a["shown"]["noisy"])),
+                ("clean", dn.gray_rgb(a["clean"])),
+                (f"σ={params.sigma}", dn.gray_rgb(a["shown"]["noisy"])),
                 ("f(y)", dn.gray_rgb(a["shown"]["denoised"])),
             ]
         figs.append(
             plots.image_grid(
                 images,
-                "The 16×16 greyscale image the denoiser sees, with noise, and denoised",
+                "The 16×16 greyscale image, with noise, and denoised by " + " (row 1) and ".join(per_model),
                 cols=3,
                 notice="This is exactly what the model analyses: your image reduced to 16×16 grey pixels. "
                 "Everything below is the Jacobian at the noisy image.",

@@ -12,6 +12,7 @@ same data (a linear denoiser's dimensionality at that noise).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -165,8 +166,8 @@ class DenoiserBasisLab(Lab):
                 )
             )
         ranks = list(range(1, 257))
-        series = {
-            f"{name.removeprefix('unet-')}, σ = {s:g}": list(a["spectra"][j])
+        series: dict[str, Sequence[float]] = {
+            f"{name.removeprefix('unet-')}, σ = {s:g}": [float(v) for v in a["spectra"][j]]
             for name, a in per_model.items()
             for j, s in enumerate(sigmas)
         }

@@ -95,6 +95,9 @@ class DenoiserBasisLab(Lab):
             per_model[m.name] = {"clean": x[0, 0].numpy(), "spectra": spectra, "shown": shown}
             metrics[m.name] = {
                 "image": where,
+                "like_training_data": self._familiarity(x, m.entry.dataset)
+                if ctx.image is not None
+                else None,
                 "trace_J": traces,
                 "wiener_trace": wiener_traces,
                 "f_equals_Jy_relative_error": rel_err,
@@ -102,6 +105,23 @@ class DenoiserBasisLab(Lab):
             }
         metrics["sigmas"] = list(dn.SIGMAS)
         return LabResult({"per_model": per_model}, metrics, self._sentence(metrics, params))
+
+    @staticmethod
+    def _familiarity(x: torch.Tensor, dataset: str) -> dict[str, Any]:
+        """Is the image like the model's training data? Its similarity to the nearest training image,
+        against the same similarity for the dataset's own test images (the 5th percentile as threshold)."""
+        train = gray_tensor(load_dataset(dataset, "train", n=2000, seed=0).images).reshape(-1, 256).numpy()
+        test = gray_tensor(load_dataset(dataset, "test", n=200, seed=0).images).reshape(-1, 256).numpy()
+        _, own = dn.nearest(x.reshape(1, -1).numpy(), train)
+        _, ref = dn.nearest(test, train)
+        threshold = float(np.quantile(ref, 0.05))
+        return {
+            "nearest_similarity": float(own[0]),
+            "threshold": threshold,
+            "in_distribution": bool(own[0] >= threshold),
+            "method": "nearest training image, cosine of mean-subtracted 16×16 images; threshold: 5th "
+            "percentile of the same score on test images",
+        }
 
     @staticmethod
     def _clean(ctx: LabContext, params: BasisParams, dataset: str) -> tuple[torch.Tensor, str]:
@@ -119,6 +139,13 @@ class DenoiserBasisLab(Lab):
             if name == "sigmas":
                 continue
             wt = s["wiener_trace"]
+            fam = s.get("like_training_data")
+            if fam and not fam["in_distribution"]:
+                parts.append(
+                    f"{name}: your image is unlike its training images (nearest similarity "
+                    f"{fam['nearest_similarity']:.2f}, below {fam['threshold']:.2f} for 95 % of test "
+                    "images), so this basis is the network extrapolating"
+                )
             ref = f" (the Wiener filter on its data: {wt[k]:.1f})" if wt else ""
             parts.append(
                 f"{name} on {s['image']}: trace(J) = {s['trace_J'][k]:.1f} of 256 dimensions at σ = "

@@ -1164,3 +1164,33 @@ def add_notices(figures: list[dict[str, Any]], rules: Sequence[tuple[str, str]])
         if note:
             meta["notice"] = note
     return figures
+
+
+# --- Image grids (appended for the diffusion labs, issue 12) -----------------------------------------
+
+
+def image_grid(
+    panels: Sequence[tuple[str, np.ndarray]],
+    title: str,
+    *,
+    cols: int = 4,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """Small images (e.g. 16×16 samples) in rows of `cols`, each with its subtitle, drawn unsmoothed."""
+    n = len(panels)
+    cols = max(1, min(cols, n))
+    rows = (n + cols - 1) // cols
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[p[0] for p in panels],
+        vertical_spacing=0.12 / max(rows, 1) * 2 if rows > 1 else 0.0,
+        horizontal_spacing=0.04,
+    )
+    for i, (_, image) in enumerate(panels):
+        fig.add_trace(_image_trace(image), row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(title=title, height=230 * rows + 110, margin={"t": 100, "b": 10}, title_pad_b=50)
+    fig.update_annotations(font_size=13)
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return to_json(fig, notice=notice)

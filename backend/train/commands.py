@@ -71,6 +71,10 @@ def train_zoo_model(
 
     entry = get_entry(name)
     recipe = entry.recipe
+    if recipe.get("trainer") == "denoiser":  # issue 12: the bias-free UNet denoisers
+        from backend.train.denoiser import train_denoiser_zoo_model
+
+        return train_denoiser_zoo_model(name, seed=seed, device=device, out_dir=out_dir, progress=progress)
     out_dir = out_dir or get_settings().weights_dir
     if entry.task == "vqa":  # the vision-language model has its own loop (backend/train/vlm.py)
         from backend.train.vlm import train_vlm
@@ -155,6 +159,10 @@ def verify_model(name: str, tolerance: float = 0.01, n: int | None = None) -> tu
     card = entry.card()
     if card is None:
         return False, f"{name}: no card"
+    if "test_psnr" in card:  # issue 12: a denoiser is checked on its PSNR per noise level
+        from backend.train.denoiser import verify_denoiser
+
+        return verify_denoiser(name, card)
     size = int(card["split_sizes"]["test"])
     x, y = load_dataset(entry.dataset, "test", n=size, seed=int(card["seed"])).tensors()
     if n is not None:
@@ -189,6 +197,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     for name in names:
         card = train_zoo_model(name, seed=args.seed, device=args.device)
+        if "test_psnr" in card:  # a denoiser: PSNR per noise level instead of accuracy
+            psnr = ", ".join(f"σ={s}: {v['psnr']:.1f} dB" for s, v in card["test_psnr"].items())
+            print(f"{name}: test {psnr}; {card['params']} params, {card['wall_time_s']:.0f} s")
+            continue
         ece = f", ECE {card['ece']:.4f}" if card.get("ece") is not None else ""
         print(
             f"{name}: test acc {card['test_accuracy']:.4f}{ece}, {card['params']} params, "

@@ -52,12 +52,12 @@ class BenchConfig:
 
 
 def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any]:
+    import torch
+
     from backend.bench import compute, service
     from backend.bench.procs import Processes
     from backend.bench.report import render
     from backend.bench.timing import machine_info
-
-    import torch
 
     started = time.perf_counter()
     if config.threads:
@@ -65,11 +65,23 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
     results: dict[str, Any] = {"machine": machine_info(), "config": asdict(config)}
     out.mkdir(parents=True, exist_ok=True)
 
+    sections: dict[str, float] = {}
+    results["section_s"] = sections
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        sections[name] = round(now - mark, 1)
+        mark = now
+
     log("1/5 lab time against the bare computation")
     results["lab_vs_bare"] = compute.lab_vs_bare(config.repeats)
     results["threads"] = compute.thread_ratio(config.repeats)
+    lap("lab_vs_bare")
     log("2/5 GradCAM against pytorch-grad-cam")
     results["gradcam_vs_library"] = compute.gradcam_vs_library(config.repeats, config.timm_models)
+    lap("gradcam")
 
     with tempfile.TemporaryDirectory(prefix="biaslab-bench-") as tmp:
         env = {"OMP_NUM_THREADS": str(config.threads)} if config.threads else {}
@@ -79,10 +91,12 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
             floor = service.timed_import_floor()
             url, proc, startup = service.start_embedded(procs)
             results["startup"] = {**startup, "import_torch_s": floor}
+            lap("startup")
             log("3/5 service overhead, embedded queue")
             overhead = {"embedded": service.service_overhead(url, config.overhead_samples)}
             results["payloads"] = service.payload_sizes(url)
             procs.stop(proc)
+            lap("embedded_overhead")
 
             log("3/5 service overhead, Redis with `biaslab worker` processes")
             redis_url = procs.redis()
@@ -98,17 +112,20 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
                 service.warm_workers(url, n, images)
                 if n == 1:
                     overhead["redis"] = service.service_overhead(url, config.overhead_samples)
+                    lap("redis_overhead")
                 if n not in config.workers:
                     continue
                 for students in config.students:
                     log(f"4/5 class load: {students} students, {n} worker(s)")
                     load_rows.append({"workers": n, **service.class_load(url, students, images)})
+                lap(f"class_load_{n}_workers")
             results["service_overhead"] = overhead
             results["class_load"] = _with_efficiency(load_rows)
             results["process_peak_rss_mb"] = service.process_peaks(procs)
         finally:
             procs.close()
     results["zoo_rss"] = service.zoo_peak_rss()
+    lap("zoo_rss")
     results["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     results["wall_s"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

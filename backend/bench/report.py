@@ -80,7 +80,9 @@ def render(res: dict[str, Any]) -> str:
         f"- torch {m['torch']} on {m['device']}, {m['torch_threads']} intra-op threads",
         f"- Load average (1, 5, 15 min) at start {m['loadavg_start']}, at end {m.get('loadavg_end')}: "
         f"a load above {m['cpu_count']} means other processes shared these CPUs during the run",
-        f"- Settings: {cfg['repeats']} timed calls per side (sections 1–2), {cfg['overhead_samples']} "
+        f"- Wall time per section (s): {res.get('section_s')}",
+        f"- Settings: threads {cfg.get('threads') or 'torch default'}, "
+        f"{cfg['repeats']} timed calls per side (sections 1–2), {cfg['overhead_samples']} "
         f"pairs per queue mode (section 3), students {cfg['students']}, workers {cfg['workers']}",
         "",
         "## Targets",
@@ -128,7 +130,8 @@ def render(res: dict[str, Any]) -> str:
     )
     t = res["threads"]
     lines += [
-        f"Threads: one forward of {t['model']} with torch's {t['threads']} threads takes "
+        f"Threads: one forward of {t['model']} with {t['threads']} threads (torch's default, one per CPU) "
+        "takes "
         f"{t['default_ms']:.1f} ms against {t['one_thread_ms']:.1f} ms with one thread "
         f"(ratio {t['ratio']:.2f}×).",
         "",
@@ -158,7 +161,8 @@ def render(res: dict[str, Any]) -> str:
 
     lines += ["## 3. Service overhead on loopback", ""]
     lines += [
-        "`POST /api/jobs` until `GET /api/jobs/{id}` shows the result (polled every 5 ms), against the "
+        "`POST /api/jobs` until `GET /api/jobs/{id}` shows the result (first poll after 80 % of the "
+        "in-process time, then every 5 ms), against the "
         "same `run_lab` in this process, interleaved; overhead = HTTP − in-process per pair. Targets "
         "p50 ≤ 15 ms, p99 ≤ 50 ms. The UI polls every 300 ms, which adds up to that on top.",
         "",

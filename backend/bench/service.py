@@ -163,10 +163,15 @@ def payload_sizes(base: str) -> list[dict[str, Any]]:
                 "params": params,
                 "response_bytes": size,
                 "figures": len(figs),
-                "figure_bytes": [len(json.dumps(f)) for f in figs],
+                "figure_bytes": [_json_bytes(f) for f in figs],
             }
         )
     return rows
+
+
+def _json_bytes(value: Any) -> int:
+    """Size of `value` as the API sends it (Starlette: compact separators, UTF-8, no ASCII escapes)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 # --- Section 4 ------------------------------------------------------------------------------------

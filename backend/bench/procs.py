@@ -100,7 +100,7 @@ class Processes:
                 return False
             return r.status_code == 200 and int(r.json().get("workers", 0)) >= workers
 
-        wait_until(ready, 180, f"{url}/api/health with {workers} workers", interval=0.05)
+        wait_until(ready, 600, f"{url}/api/health with {workers} workers", interval=0.05)
 
     def stop(self, proc: subprocess.Popen[bytes]) -> None:
         if proc.poll() is None:

@@ -8,7 +8,7 @@ AXE    := $(VENV)/npm/node_modules/axe-core/axe.min.js
 HOST   ?= 127.0.0.1
 PORT   ?= 7860
 
-.PHONY: serve test lint typecheck pytest zoo clean
+.PHONY: serve test lint typecheck pytest zoo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint typecheck pytest
 
 zoo: $(STAMP)
 	$(BIN)/biaslab zoo train --all
+
+# Ratios measured side by side; writes bench/results.json and bench/RESULTS.md (under 10 minutes on 2 cores).
+bench: $(STAMP)
+	$(BIN)/biaslab bench --out bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -230,6 +230,17 @@ def build_parser() -> argparse.ArgumentParser:
     labs = sub.add_parser("labs", help="list the labs and their parameters")
     labs.set_defaults(func=cmd_labs)
 
+    bench = sub.add_parser("bench", help="benchmark labs, GradCAM, the job service and a class load")
+    bench.add_argument("--quick", action="store_true", help="fewer repeats and students (under 2 minutes)")
+    bench.add_argument("--out", default="bench", help="directory for results.json and RESULTS.md")
+    bench.add_argument("--iterations", type=int, default=None, help="timed repeats per side (override)")
+    bench.add_argument("--students", type=_int_list, default=None, help="class sizes, e.g. 30,100")
+    bench.add_argument("--workers", type=_int_list, default=None, help="worker counts, e.g. 1,2,4")
+    bench.add_argument(
+        "--threads", type=int, default=None, help="torch threads per process (default: torch's own choice)"
+    )
+    bench.set_defaults(func=cmd_bench)
+
     try:
         from backend.train.commands import register_cli
     except ImportError:
@@ -237,6 +248,34 @@ def build_parser() -> argparse.ArgumentParser:
     else:
         register_cli(sub)
     return parser
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected numbers of at least 1, got {text!r}")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import signal
+
+    from backend.bench import BenchConfig, run_bench
+
+    if args.iterations is not None and args.iterations < 1:
+        print("--iterations must be at least 1", file=sys.stderr)
+        return 2
+    # SIGTERM (a timeout, Ctrl-C in make) unwinds, so the servers and workers it started are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+    _settings()
+    config = BenchConfig.make(args.quick, args.iterations, args.students, args.workers, args.threads)
+    out = Path(args.out)
+    run_bench(config, out, log=lambda msg: print(msg, file=sys.stderr))
+    print(out / "RESULTS.md")
+    return 0
 
 
 def cmd_labs(args: argparse.Namespace) -> int:

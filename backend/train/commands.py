@@ -9,49 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
-from torch import nn
 
 from backend.config import get_settings
 from backend.data import load_dataset
-
-
-def code_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        v = version("inductive-bias-lab")
-    except PackageNotFoundError:
-        v = "0+unknown"
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
-        if out.returncode == 0:
-            v += f"+g{out.stdout.strip()}"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return v
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def save_weights(model: nn.Module, path: Path) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path))
-    path.chmod(0o644)  # safetensors creates 0600 files; shipped weights must be readable by everyone
+from backend.train.artifacts import code_version, count_params, save_weights
 
 
 def _splits(recipe: dict[str, Any], seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:

@@ -95,8 +95,8 @@ def train_denoiser_zoo_model(
 ) -> dict[str, Any]:
     """Train one UNet from its recipe, write `<name>.safetensors` + `<name>.json`; returns the card."""
     from backend.models import get_entry
+    from backend.train.artifacts import code_version, count_params, save_weights
     from backend.train.classifier import seed_everything
-    from backend.train.commands import code_version, count_params, save_weights
 
     entry = get_entry(name)
     recipe = entry.recipe

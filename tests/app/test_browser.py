@@ -130,8 +130,11 @@ def select_tab(page: Any, lab: str, title: str) -> None:
     page.wait_for_selector(f"#tab-{lab}-button[aria-selected=true]", timeout=10_000)
 
 
-def run_lab(page: Any, lab: str, timeout: int = LAB_TIMEOUT_MS) -> str:
-    page.click(f"#tab-{lab}-button")
+def run_lab(page: Any, lab: str, timeout: int = LAB_TIMEOUT_MS, title: str | None = None) -> str:
+    if title is not None:
+        select_tab(page, lab, title)  # also reaches tabs that overflow into Gradio's "More tabs" menu
+    else:
+        page.click(f"#tab-{lab}-button")
     # Mark the current status line: the wait below must see the new job's line, not a previous "Done".
     page.evaluate(
         f"() => document.querySelectorAll('#{lab}-status [data-status]').forEach(e => e.dataset.old = 1)"
@@ -162,7 +165,7 @@ def test_every_lab_on_a_photo_at_three_viewports(
     failures: list[str] = []
     for lab in catalog["labs"]:
         name = lab["name"]
-        status = run_lab(page, name)
+        status = run_lab(page, name, title=lab["title"])
         if "Done" not in status:
             failures.append(f"{name}: {status}")
             page.screenshot(path=str(artifacts_dir / f"ui-{name}-failed.png"), full_page=True)

@@ -20,6 +20,7 @@ backend/data/texture_easy.py). The lab groups ladders by training set.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -121,6 +122,17 @@ def ladders(entries: list[ModelEntry]) -> dict[str, list[tuple[float, str]]]:
     return {k: sorted(v) for k, v in out.items() if len(v) > 1}
 
 
+@lru_cache(maxsize=16)
+def cue_images(kind: str, per_pair: int, seed: int) -> Split:
+    """Cue-conflict images (deterministic by their arguments): cached, as every run redraws the same."""
+    return load_cue_conflict(kind, per_pair=per_pair, seed=seed)
+
+
+@lru_cache(maxsize=8)
+def test_images(dataset: str, n: int, seed: int) -> Split:
+    return load_dataset(dataset, "test", n=n, seed=seed)
+
+
 def predict(model: torch.nn.Module, x: torch.Tensor, batch: int = 250) -> torch.Tensor:
     """Softmax probabilities (N, K) without gradients."""
     with torch.no_grad():
@@ -174,13 +186,12 @@ class ShapeBiasLab(Lab):
         for m in ctx.models:
             if tuple(m.entry.class_names) != SHAPE_CLASSES:
                 raise ValueError(f"{m.name!r} does not classify the eight shape classes")
-        conflict = load_cue_conflict("conflict", per_pair=params.per_pair, seed=params.seed)
+        conflict = cue_images("conflict", params.per_pair, params.seed)
         per_class = max(1, params.control_images // K)
         controls = {
             k: load_cue_conflict(k, per_pair=per_class, seed=params.seed)
             for k in ("shape-only", "texture-only")
         }
-        test_sets: dict[str, Split] = {}
         versions, example = self._versions(ctx, params)
         eps_grid = sorted(set(params.ladder_eps) | {params.eps})
         per_model: dict[str, dict[str, Any]] = {}
@@ -189,10 +200,8 @@ class ShapeBiasLab(Lab):
         for i, m in enumerate(ctx.models):
             ctx.progress(i / n, f"{m.name}: cue-conflict and control images")
             r = self._cues(ctx, m, conflict, controls)
-            data = m.entry.dataset
-            if data not in test_sets:
-                test_sets[data] = load_dataset(data, "test", n=params.attack_images, seed=params.seed)
-            r["ladder"] = self._ladder(ctx, m, test_sets[data], eps_grid, params, i / n, 1 / n)
+            test = test_images(m.entry.dataset, params.attack_images, params.seed)
+            r["ladder"] = self._ladder(ctx, m, test, eps_grid, params, i / n, 1 / n)
             r["clean_accuracy"] = r["ladder"].get(0.0)
             r["robust_accuracy"] = r["ladder"][params.eps]
             r["versions"] = self._on_versions(ctx, m, versions)
@@ -312,6 +321,8 @@ class ShapeBiasLab(Lab):
             "training_set": m.entry.dataset,
             "train_eps_255": train_eps(m.entry),
             **r["bias"],
+            # NaN (no shape or texture decision at all) is not JSON: None says "undefined" instead.
+            "shape_bias": None if np.isnan(r["bias"]["shape_bias"]) else r["bias"]["shape_bias"],
             "shape_only_accuracy": r["shape-only"],
             "texture_only_accuracy": r["texture-only"],
             "clean_accuracy": r["clean_accuracy"],
@@ -340,7 +351,7 @@ class ShapeBiasLab(Lab):
     def _text(metrics: dict[str, Any], groups: dict[str, list[tuple[float, str]]], params: Any) -> str:
         models = [k for k in metrics if k not in ("example", "ladders")]
         parts = [
-            f"{n}: shape bias {metrics[n]['shape_bias']:.2f} "
+            f"{n}: shape bias {_fmt(metrics[n]['shape_bias'])} "
             f"(shape-only {metrics[n]['shape_only_accuracy']:.0%}, "
             f"texture-only {metrics[n]['texture_only_accuracy']:.0%}, robust at {params.eps:g}/255 "
             f"{metrics[n]['robust_accuracy']:.0%})"
@@ -348,7 +359,7 @@ class ShapeBiasLab(Lab):
         ]
         text = "Over cue-conflict images only: " + "; ".join(parts) + "."
         for data, rungs in groups.items():
-            biases = ", ".join(f"{metrics[name]['shape_bias']:.2f} at ε = {e:g}" for e, name in rungs)
+            biases = ", ".join(f"{_fmt(metrics[name]['shape_bias'])} at ε = {e:g}" for e, name in rungs)
             text += f" Ladder on {TRAINING_SETS.get(data, data)}: shape bias {biases}."
         return text
 
@@ -364,7 +375,7 @@ class ShapeBiasLab(Lab):
         figs = [
             plots.grouped_bars(
                 labels,
-                {"shape bias": [mets[n]["shape_bias"] for n in names]},
+                {"shape bias": [_num(mets[n]["shape_bias"]) for n in names]},
                 "Shape bias per model: shape decisions / (shape + texture decisions), "
                 "cue-conflict images only",
                 yaxis_title="shape bias",
@@ -391,7 +402,7 @@ class ShapeBiasLab(Lab):
             for data, rungs in groups.items():
                 tag = TRAINING_SETS.get(data, data)
                 eps = [e for e, _ in rungs]
-                series[f"shape bias, {tag}"] = (eps, [mets[n]["shape_bias"] for _, n in rungs])
+                series[f"shape bias, {tag}"] = (eps, [_num(mets[n]["shape_bias"]) for _, n in rungs])
                 series[f"clean accuracy, {tag}"] = (eps, [mets[n]["clean_accuracy"] or 0.0 for _, n in rungs])
                 series[f"robust accuracy at {params.eps:g}/255, {tag}"] = (
                     eps,
@@ -479,3 +490,11 @@ class ShapeBiasLab(Lab):
             )
         )
         return plots.add_notices(figs, NOTICES)
+
+
+def _num(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def _fmt(v: float | None) -> str:
+    return "undefined (no shape or texture decision)" if v is None else f"{v:.2f}"

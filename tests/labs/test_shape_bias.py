@@ -53,7 +53,7 @@ def test_patch_shuffle_and_silhouette() -> None:
 
 @pytest.fixture(scope="module")
 def cnn_and_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    x, y = load_dataset("shapes", "test", n=64, seed=0).tensors()
+    x, y = load_dataset("shapes", "test", n=32, seed=0).tensors()
     return create_model("cnn-shapes"), x, y
 
 

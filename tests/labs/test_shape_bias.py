@@ -51,6 +51,19 @@ def test_patch_shuffle_and_silhouette() -> None:
     assert len(np.unique(silhouette(sq).reshape(-1, 3), axis=0)) == 2
 
 
+def test_texture_easy_set_matches_its_design() -> None:
+    s = load_dataset("cue-texture-easy", "train", n=400, seed=3)
+    assert np.bincount(s.labels, minlength=8).tolist() == [50] * 8
+    textured = s.meta["textured"]
+    assert abs(textured.mean() - 0.8) < 0.06  # binomial sd at n = 400 is 0.02
+    # The texture never contradicts the shape: it is the label's texture, or absent (-1).
+    assert (s.meta["texture"] == np.where(textured, s.labels, -1)).all()
+    # The texture covers the frame: neighbouring pixels differ far more than in flat images (pixel noise
+    # and a bar's two edges only).
+    change = np.abs(np.diff(s.images.astype(float), axis=2)).mean((1, 2, 3))
+    assert np.median(change[textured]) > 2 * np.median(change[~textured])
+
+
 @pytest.fixture(scope="module")
 def cnn_and_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     x, y = load_dataset("shapes", "test", n=32, seed=0).tensors()

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from backend import plots
 from backend.data import load_dataset
@@ -93,6 +93,19 @@ class ShapeBiasParams(LabParams):
         max_length=8,
         description="Attack radii of the robustness ladder, in 1/255 pixel units",
     )
+
+    @field_validator("ladder_eps", mode="before")
+    @classmethod
+    def _list_from_text(cls, v: Any) -> Any:
+        """The browser's text box sends "[0.0, 2.0]" or "0, 2": split it; lists pass through."""
+        if isinstance(v, str):
+            parts = [p for p in v.strip().strip("[]").replace(" ", "").split(",") if p]
+            try:
+                return [float(p) for p in parts]
+            except ValueError:
+                raise ValueError("give ε values as numbers separated by commas, e.g. 0, 2, 4, 8") from None
+        return v
+
     eps: float = Field(
         default=8.0, ge=0.0, le=32.0, description="L∞ ε (in /255) for robust accuracy and the image attack"
     )

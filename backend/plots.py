@@ -1168,7 +1168,7 @@ def image_table(
                 row=i + 1, col=j + 1,
             )  # fmt: skip
             shown = True
-    fig.update_layout(height=290 * n_rows + 180, width=max(560, 230 * cols + 200), margin={"r": 160})
+    fig.update_layout(height=320 * n_rows + 200, width=max(560, 300 * cols + 200), margin={"r": 160})
     fig.update_annotations(font_size=13)
     _top_title(fig, title)
     _square_each(fig, n_rows * cols)

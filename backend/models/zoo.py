@@ -380,7 +380,7 @@ _register(
     "the class shape small and faint, flat bars occluding both (texture the more available cue).",
     _CNN_GRADCAM,
 )
-for _eps in (8,):
+for _eps in (2, 4, 8):
     _register(
         f"cnn-texture-easy-pgd{_eps}",
         "cnn",

@@ -818,6 +818,42 @@ def _wrap(text: str, width: int = 40) -> str:
     return "<br>".join(textwrap.wrap(text, width)) or text
 
 
+def xy_lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    title: str,
+    *,
+    xaxis_title: str = "",
+    yaxis_title: str = "",
+    diagonal: bool = False,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """Curves with their own x values each (label -> (xs, ys)); `diagonal` adds the y = x reference."""
+    fig = go.Figure()
+    for i, (label, (xs, ys)) in enumerate(series.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[float(v) for v in xs],
+                y=[float(v) for v in ys],
+                mode="lines+markers",
+                name=label,
+                line={"color": PALETTE[i % len(PALETTE)]},
+            )
+        )
+    if diagonal:
+        fig.add_trace(
+            go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line={"dash": "dash"})
+        )
+    fig.update_layout(
+        title={"text": _wrap(title, 90)},
+        xaxis_title=xaxis_title,
+        yaxis_title=yaxis_title,
+        height=460,
+        legend={"orientation": "h", "y": -0.25},
+        margin={"t": 90},
+    )
+    return to_json(fig, notice=notice)
+
+
 def xy_panels(
     panels: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
     title: str,
@@ -1193,4 +1229,56 @@ def image_grid(
     fig.update_annotations(font_size=13)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    return to_json(fig, notice=notice)
+
+
+# --- Shape-bias lab (issue 11) ----------------------------------------------------------------------
+
+
+def image_table(
+    rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray, np.ndarray | None]]]],
+    title: str,
+    *,
+    colorbar_title: str = "",
+    opacity: float = 0.55,
+    notice: str | None = None,
+) -> dict[str, Any]:
+    """Rows of image cells: (row label, [(cell title, image (H, W, 3) in [0, 1], map or None), ...]).
+
+    Unlike `overlay_rows`, every cell has its own image (e.g. an image, its patch-shuffled and silhouette
+    versions, each with a model's GradCAM); maps of one row share a colour scale from 0 to the row's
+    largest value, so a weak map looks weak beside a strong one."""
+    n_rows = len(rows)
+    cols = max(len(cells) for _, cells in rows)
+    titles: list[str] = []
+    for label, cells in rows:
+        titles += [f"{label}<br>{t}" for t, _, _ in cells] + [""] * (cols - len(cells))
+    fig = make_subplots(
+        rows=n_rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12 / max(n_rows, 1) + 0.04
+    )
+    for i, (label, cells) in enumerate(rows):
+        maps = [np.asarray(m, dtype=float) for _, _, m in cells if m is not None]
+        top = max((float(np.nanmax(m)) for m in maps if m.size), default=0.0) or 1.0
+        shown = False
+        for j, (_, image, heat) in enumerate(cells):
+            fig.add_trace(_image_trace(image), row=i + 1, col=j + 1)
+            if heat is None:
+                continue
+            heat = np.asarray(heat, dtype=float)
+            (ih, iw), (h, w) = image.shape[:2], heat.shape
+            fig.add_trace(
+                go.Heatmap(
+                    z=heat, x0=iw / w / 2 - 0.5, dx=iw / w, y0=ih / h / 2 - 0.5, dy=ih / h,
+                    colorscale=SEQUENTIAL, zmin=0.0, zmax=top, opacity=opacity, showscale=not shown,
+                    colorbar={"title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
+                              "y": 1 - (i + 0.5) / n_rows, "len": 0.85 / n_rows, "x": 1.02, "thickness": 12},
+                    hovertemplate="row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
+                ),
+                row=i + 1, col=j + 1,
+            )  # fmt: skip
+            shown = True
+    fig.update_layout(height=320 * n_rows + 200, width=max(560, 300 * cols + 200), margin={"r": 160})
+    fig.update_annotations(font_size=13)
+    _top_title(fig, title)
+    _square_each(fig, n_rows * cols)
     return to_json(fig, notice=notice)

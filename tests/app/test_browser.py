@@ -147,6 +147,7 @@ def run_lab(page: Any, lab: str, timeout: int = LAB_TIMEOUT_MS, title: str | Non
     return str(page.locator(f"#{lab}-status").inner_text())
 
 
+@pytest.mark.timeout(1800)  # eleven labs, each run once and then drawn at three widths
 def test_every_lab_on_a_photo_at_three_viewports(
     browser_page: Any, live_server: Any, catalog: Any, artifacts_dir: Path, axe_source: str
 ) -> None:

@@ -35,7 +35,7 @@ def test_lvlm_debias_in_the_browser(browser_page: Any, live_server: Any, artifac
     assert (
         "debiased" in text
         and "Balanced split" in text
-        and "yellow cone" in page.locator(f"#{LAB}-fig-1").inner_text()
+        and "yellow cone" in page.locator(f"#{LAB}-title-1").inner_text()  # the title above the chart
     )
     assert "Traceback" not in page.content()
     problems = []

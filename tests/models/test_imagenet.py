@@ -217,6 +217,8 @@ def test_server_lists_the_set_unavailable_without_weights_and_keeps_working(tmp_
         assert ran.status_code == 202
         for lab in list_labs():
             body = {"lab": lab.name, "models": list(lab.default_models), "image_id": "example-chelsea"}
+            if lab.text_input is not None and lab.text_input.suggestions:
+                body["text"] = lab.text_input.suggestions[0]
             r = c.post("/api/jobs", json=body)
             assert r.status_code == 202, (lab.name, r.json())
             c.delete(f"/api/jobs/{r.json()['id']}")

@@ -85,7 +85,14 @@ def to_figure(figure: Mapping[str, Any]) -> go.Figure:
         fig.update_layout(meta={**(fig.layout.meta or {}), "min_width": int(width)})
     fig.update_layout(width=None, autosize=True)
     if fig.layout.title.text:
-        fig.update_layout(title_text=None, margin_t=_top_margin(fig))
+        # Plotly's defaults: 450 px high, 100 px top margin. The plot area keeps its height, so
+        # legends and sliders placed below it in fractions of that height stay where they were drawn.
+        old_top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
+        new_top = _top_margin(fig)
+        height = fig.layout.height
+        if isinstance(height, int | float) and height > 0:
+            fig.update_layout(height=int(height - (old_top - new_top)))
+        fig.update_layout(title_text=None, margin_t=new_top)
     return fig
 
 

@@ -7,6 +7,7 @@ values). Every figure carries a title; the UI uses it (and `layout.meta.alt`) as
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import re
@@ -15,8 +16,14 @@ from typing import Any, Literal
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from PIL import Image
 from plotly.subplots import make_subplots
+
+# Every go.Figure() copies and validates the default template, and setting one does it again: two thirds
+# of the time a job spent drawing its figures. So figures are built without one, and `to_json` adds the
+# plotly_white template as ready-made JSON.
+pio.templates.default = "none"
 
 SEQUENTIAL = "Cividis"
 # Blue-white-orange: readable with the common colour-vision deficiencies.
@@ -49,7 +56,7 @@ def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -
     meta: dict[str, Any] = {"alt": alt or title}
     if notice:
         meta["notice"] = notice
-    fig.update_layout(font=FONT, meta=meta, template="plotly_white")
+    fig.update_layout(font=FONT, meta=meta)
     pad_b = fig.layout.title.pad.b or 24  # builders with panel titles above the plot ask for more
     if fig.layout.title.text:
         # Sits on top of the plot area and pushes it down as its lines need (automargin): anchoring a
@@ -59,6 +66,19 @@ def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -
                    "yref": "paper", "y": 1, "yanchor": "bottom", "automargin": True, "pad": {"b": pad_b}}
         )  # fmt: skip
     out: dict[str, Any] = json.loads(fig.to_json())
+    out["layout"]["template"] = _template_json()
+    return out
+
+
+@functools.cache
+def _template_json_text() -> str:
+    from plotly.utils import PlotlyJSONEncoder
+
+    return json.dumps(pio.templates["plotly_white"].to_plotly_json(), cls=PlotlyJSONEncoder)
+
+
+def _template_json() -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(_template_json_text())  # a fresh copy per figure
     return out
 
 
@@ -271,14 +291,11 @@ def grouped_bars(
                 **kwargs,
             )
         )
-    fig.update_layout(
-        title=title,
-        barmode="group",
-        height=460,
-        width=max(480, 200 * len(categories) + 160),  # phones scroll rather than squeeze the labels
-        legend=LEGEND_BELOW,
-        margin={"b": 190},
-    )
+    if horizontal:  # long category names read along the y axis, one bar row per series
+        size = {"height": max(420, 30 * len(categories) * max(len(series), 2) + 330), "width": 640}
+    else:  # phones scroll rather than squeeze the labels
+        size = {"height": 460, "width": max(480, 200 * len(categories) + 160)}
+    fig.update_layout(title=title, barmode="group", legend=LEGEND_BELOW, margin={"b": 190}, **size)
     axis = fig.update_xaxes if horizontal else fig.update_yaxes
     axis(title=yaxis_title, range=list(yrange) if yrange else None)
     if horizontal:
@@ -441,6 +458,11 @@ def line_chart(
     return to_json(fig, notice=notice)
 
 
+def _cell_text(z: np.ndarray) -> list[list[str]]:
+    """Values written in heatmap cells, to 2 decimals; a cell without data stays blank, not "NaN"."""
+    return [["" if not np.isfinite(v) else f"{round(float(v), 2):g}" for v in row] for row in z]
+
+
 def matrix_heatmap(
     z: np.ndarray,
     title: str,
@@ -462,7 +484,7 @@ def matrix_heatmap(
             colorscale=SEQUENTIAL,
             zmin=zmin,
             zmax=zmax,
-            text=np.round(z, 2) if annotate else None,
+            text=_cell_text(z) if annotate else None,
             texttemplate="%{text}" if annotate else None,
             colorbar={"title": {"text": colorbar_title, "side": "right"}},
         )
@@ -597,67 +619,57 @@ def head_layer_scatter(
     return to_json(fig)
 
 
-LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left")
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon")
 
 
-def label_positions(xy: Sequence[tuple[float, float]], near: float = 0.12) -> list[str]:
-    """A text position per point so that labels of nearby points point different ways.
-
-    Points closer than `near` (as a fraction of the larger axis span) form a cluster; the k-th point of a
-    cluster gets the k-th position of LABEL_POSITIONS, so up to six overlapping labels fan out.
-    """
-    pts = np.asarray(xy, dtype=float).reshape(-1, 2)
-    if len(pts) == 0:
-        return []
-    span = float(np.nanmax(np.ptp(pts, axis=0))) or 1.0
-    out: list[str] = []
-    for i in range(len(pts)):
-        d = np.linalg.norm(pts[:i] - pts[i], axis=1) / span if i else np.empty(0)
-        used = {out[j] for j in np.flatnonzero(d < near)}
-        out.append(
-            next((p for p in LABEL_POSITIONS if p not in used), LABEL_POSITIONS[i % len(LABEL_POSITIONS)])
-        )
-    return out
-
-
-def labelled_scatter(
-    points: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[str], Sequence[float]]],
+def marker_scatter(
+    points: Mapping[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
     title: str,
     *,
+    symbol_names: Sequence[str],
     xaxis_title: str = "",
     yaxis_title: str = "",
     size_title: str = "",
     square: bool = False,
 ) -> dict[str, Any]:
-    """Labelled points (x, y, label, size value) per series, e.g. each GPSA head's positional centre
-    with its locality strength as marker size."""
+    """Points coded twice: colour = series, marker symbol = position in the series (named by
+    `symbol_names`), marker size = a value. E.g. each GPSA head's positional centre, colour = layer,
+    symbol = head, size = locality strength. Text labels on the points collided whenever heads
+    clustered; here the legend names colours and symbols and the hover gives the exact values."""
     fig = go.Figure()
-    all_sizes = [abs(float(s)) for (_, _, _, sizes) in points.values() for s in sizes if np.isfinite(s)]
+    all_sizes = [abs(float(s)) for (_, _, sizes) in points.values() for s in sizes if np.isfinite(s)]
     top = max(all_sizes) if all_sizes else 1.0
-    placed = label_positions(
-        [(float(x), float(y)) for (xs, ys, _, _) in points.values() for x, y in zip(xs, ys, strict=True)]
-    )
-    offset = 0
-    for i, (series, (xs, ys, labels, sizes)) in enumerate(points.items()):
-        sz = [8 + 22 * abs(float(s)) / (top or 1.0) if np.isfinite(s) else 8 for s in sizes]
-        positions = placed[offset : offset + len(list(xs))]
-        offset += len(positions)
+    symbols = [SYMBOLS[k % len(SYMBOLS)] for k in range(len(symbol_names))]
+    for i, (series, (xs, ys, sizes)) in enumerate(points.items()):
+        n = len(list(xs))
         fig.add_trace(
             go.Scatter(
                 x=[float(v) for v in xs],
                 y=[float(v) for v in ys],
-                mode="markers+text",
+                mode="markers",
                 name=series,
-                text=list(labels),
-                textposition=positions,
-                textfont={"size": 13},
+                legendgroup="series",
+                text=[f"{series}, {symbol_names[k]}" for k in range(n)],
                 customdata=[float(s) for s in sizes],
                 hovertemplate="%{text}: (%{x:.2f}, %{y:.2f}), "
                 + (size_title or "size")
                 + " %{customdata:.3g}<extra></extra>",
-                marker={"color": PALETTE[i % len(PALETTE)], "size": sz, "opacity": 0.75},
+                marker={
+                    "color": PALETTE[i % len(PALETTE)],
+                    "symbol": symbols[:n],
+                    "size": [8 + 22 * abs(float(s)) / (top or 1.0) if np.isfinite(s) else 8 for s in sizes],
+                    "opacity": 0.75,
+                    "line": {"width": 1, "color": "#111827"},
+                },
             )
         )
+    for name, symbol in zip(symbol_names, symbols, strict=True):  # legend keys for the symbols
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", name=name, legendgroup="symbols",
+                marker={"color": "#6b7280", "symbol": symbol, "size": 12}, hoverinfo="skip",
+            )
+        )  # fmt: skip
     fig.update_layout(
         title=title, xaxis_title=xaxis_title, yaxis_title=yaxis_title, height=520, width=560,
         legend=LEGEND_BELOW, margin={"b": 160}, title_pad_b=44,
@@ -780,21 +792,25 @@ def reliability_diagrams(
             bases += [None, acc, None]
         label = f"{temp:.2f}"
         steps.append({"method": "restyle", "label": label, "args": [{"y": ys, "base": bases}, dynamic]})
+    height, top, bottom, slider_pad = 640, 110, 230, 85
+    plot_h = height - top - bottom
     note = ""
     if fitted:
         note = " · fitted T: " + ", ".join(f"{k} {v:.2f}" for k, v in fitted.items())
     fig.update_layout(
         title={"text": _wrap(title + note, 90)},
         barmode="overlay",
-        height=560,
+        height=height,
         width=max(620, 260 * n),  # the page keeps this as a minimum: a phone scrolls sideways
-        margin={"t": 110, "b": 150},
-        legend={"orientation": "h", "y": -0.42},
+        margin={"t": top, "b": bottom},
+        # Below the x-axis titles (~60 px) comes the slider (~75 px), then the legend; paper
+        # coordinates are fractions of the plot area, so the pixel offsets are converted here.
+        legend={"orientation": "h", "yanchor": "top", "y": -(slider_pad + 90) / plot_h},
         sliders=[
             {
                 "active": start,
                 "currentvalue": {"prefix": "temperature T = "},
-                "pad": {"t": 50},
+                "pad": {"t": slider_pad},
                 "steps": steps,
             }
         ],
@@ -815,7 +831,8 @@ def _wrap(text: str, width: int = 40) -> str:
     """Break a long title onto lines (Plotly does not wrap) so it never runs into its neighbour."""
     import textwrap
 
-    return "<br>".join(textwrap.wrap(text, width)) or text
+    lines = [w for line in text.split("<br>") for w in (textwrap.wrap(line, width) or [line])]
+    return "<br>".join(lines) or text
 
 
 def xy_lines(
@@ -1171,7 +1188,7 @@ def matrix_heatmaps(
                 colorscale=SEQUENTIAL,
                 zmin=zmin,
                 zmax=zmax,
-                text=np.round(z, 2),
+                text=_cell_text(z),
                 texttemplate="%{text}",
                 showscale=i == 0,
                 colorbar={"title": {"text": colorbar_title}},
@@ -1180,7 +1197,7 @@ def matrix_heatmaps(
             col=i % cols + 1,
         )
     fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text=x_title, tickangle=0)
+    fig.update_xaxes(title_text=x_title)
     for r in range(1, n_rows + 1):
         fig.update_yaxes(title_text=y_title, row=r, col=1)
     per_row = max(300, 60 * max(np.asarray(p[1]).shape[0] for p in panels) + 140)
@@ -1219,13 +1236,17 @@ def image_grid(
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        subplot_titles=[p[0] for p in panels],
+        subplot_titles=[_wrap(p[0], 18) for p in panels],
         vertical_spacing=0.12 / max(rows, 1) * 2 if rows > 1 else 0.0,
         horizontal_spacing=0.04,
     )
     for i, (_, image) in enumerate(panels):
         fig.add_trace(_image_trace(image), row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(title=title, height=230 * rows + 110, margin={"t": 100, "b": 10}, title_pad_b=50)
+    # The width is the page's minimum (app.figures): a phone scrolls the grid instead of squeezing it.
+    fig.update_layout(
+        title=title, height=250 * rows + 110, width=max(480, 160 * cols), margin={"t": 110, "b": 10},
+        title_pad_b=50,
+    )  # fmt: skip
     fig.update_annotations(font_size=13)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)

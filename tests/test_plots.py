@@ -62,12 +62,20 @@ def test_log_axis_ticks_are_the_fractions() -> None:
     assert list(axis["ticktext"]) == ["5 %", "10 %", "25 %", "50 %", "100 %"]
 
 
-def test_labels_of_nearby_points_point_different_ways() -> None:
-    pos = plots.label_positions([(0.0, 0.0), (0.001, 0.0), (0.0, 0.002), (10.0, 10.0)])
-    assert len(set(pos[:3])) == 3  # the three coincident points fan out
-    assert pos[3] == "top center"  # a lone point keeps the default
-    fig = plots.labelled_scatter({"s": ([0, 0.001, 5], [0, 0, 5], ["L1H0", "L2H0", "L3H0"], [1, 1, 1])}, "t")
-    assert list(traces(fig, "scatter")[0]["textposition"])[:2] == ["top center", "bottom center"]
+def test_marker_scatter_codes_series_by_colour_and_position_by_symbol() -> None:
+    fig = plots.marker_scatter(
+        {"layer 0": ([0, 1], [0, 1], [1, 2]), "layer 1": ([2, 3], [2, 3], [4, float("nan")])},
+        "t",
+        symbol_names=["head 0", "head 1"],
+    )
+    layer0, layer1, key0, key1 = traces(fig, "scatter")
+    assert layer0["marker"]["color"] != layer1["marker"]["color"]
+    assert list(layer0["marker"]["symbol"]) == list(layer1["marker"]["symbol"]) == ["circle", "square"]
+    assert (key0["name"], key0["marker"]["symbol"]) == ("head 0", "circle")
+    assert (key1["name"], key1["marker"]["symbol"]) == ("head 1", "square")
+    sizes = list(layer1["marker"]["size"])
+    assert sizes[0] == 8 + 22 and sizes[1] == 8  # the largest value gets the largest marker; NaN the smallest
+    assert "text" not in layer0.get("mode", "")  # no labels on the points to collide
 
 
 def test_small_images_stay_pixel_arrays_and_large_ones_travel_as_png() -> None:

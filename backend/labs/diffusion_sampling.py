@@ -191,7 +191,7 @@ class DiffusionSamplingLab(Lab):
             for j in range(len(s)):
                 panels += [
                     (f"sample {j + 1}", dn.gray_rgb(s[j])),
-                    (f"nearest training, sim {sims[j]:.3f}", dn.gray_rgb(a["nearest"][k][j])),
+                    (f"nearest training<br>sim {sims[j]:.3f}", dn.gray_rgb(a["nearest"][k][j])),
                 ]
             figs.append(
                 plots.image_grid(
@@ -205,7 +205,7 @@ class DiffusionSamplingLab(Lab):
         traj = []
         for k, steps in a["trajectories"].items():
             picks = sorted({0, len(steps) // 3, 2 * len(steps) // 3, len(steps) - 1})
-            traj += [(f"{k}, σ = {a['sigmas'][p]:.2f}", dn.gray_rgb(steps[p][0])) for p in picks]
+            traj += [(f"{k}<br>σ = {a['sigmas'][p]:.2f}", dn.gray_rgb(steps[p][0])) for p in picks]
         figs.append(
             plots.image_grid(
                 traj,

@@ -334,7 +334,8 @@ class GatingLab(Lab):
     def figures(self, result: LabResult, params: Any) -> list[dict[str, Any]]:
         figs: list[dict[str, Any]] = []
         per_model = result.arrays["per_model"]
-        points: dict[str, tuple[list[float], list[float], list[str], list[float]]] = {}
+        points: dict[str, tuple[list[float], list[float], list[float]]] = {}
+        n_heads = 0
         for name, r in per_model.items():
             g = r["gates"]
             figs.append(
@@ -350,20 +351,21 @@ class GatingLab(Lab):
             )
             for layer, c in zip(r["layers"], r["centres"], strict=True):
                 heads = range(len(c["alpha"]))
+                n_heads = max(n_heads, len(heads))
                 points[f"{name} layer {layer}" if len(per_model) > 1 else f"layer {layer}"] = (
                     [float(np.nan_to_num(c["dx"][h])) for h in heads],
                     [float(np.nan_to_num(c["dy"][h])) for h in heads],
-                    [f"L{layer}H{h}" for h in heads],
                     [float(c["alpha"][h]) for h in heads],
                 )
         figs.append(
-            plots.labelled_scatter(
+            plots.marker_scatter(
                 points,
                 "Positional centre Δ of each GPSA head (offset from the query, in patches); "
                 "size = locality α",
                 xaxis_title="Δx (patches, right +)",
                 yaxis_title="Δy (patches, down +)",
                 size_title="α",
+                symbol_names=[f"head {h}" for h in range(n_heads)],
                 square=True,
             )
         )

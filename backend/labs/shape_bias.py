@@ -386,6 +386,7 @@ class ShapeBiasLab(Lab):
                 "cue-conflict images only",
                 yaxis_title="shape bias",
                 yrange=(0.0, 1.05),
+                horizontal=True,
             ),
             plots.grouped_bars(
                 labels,
@@ -400,6 +401,7 @@ class ShapeBiasLab(Lab):
                 "Accuracy per model: the cue controls (chance 12.5%), clean and robust",
                 yaxis_title="accuracy",
                 yrange=(0.0, 1.05),
+                horizontal=True,
             ),
         ]
         groups = result.arrays["ladders"]

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
+from collections.abc import Iterator
 
 import pytest
 
+from backend.jobs import worker
 from backend.jobs.worker import release_memory
+
+
+@pytest.fixture(autouse=True)
+def thaw_after() -> Iterator[None]:
+    yield
+    gc.unfreeze()  # the rest of the test session collects as usual
 
 
 def rss_mb() -> float:
@@ -31,3 +41,40 @@ def test_release_memory_returns_freed_heap() -> None:
     assert before_free - kept < 50, (before_free, kept)  # freed, but still resident
     assert kept - after > 150, (kept, after)  # handed back
     assert sentinel
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def cycle() -> weakref.ref[Node]:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+def test_survivors_are_frozen_and_garbage_cycles_are_still_collected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker, "THAW_EVERY_JOBS", 3)
+    monkeypatch.setattr(worker, "_jobs_released", 0)
+    release_memory()
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000  # the interpreter's long-lived objects: later collections skip them
+    dead = cycle()  # garbage created by a later job
+    release_memory()
+    assert dead() is None
+    # A cycle among frozen objects that becomes garbage later is freed at the next thaw.
+    keep: list[Node] = []
+    ref = cycle()
+    node = ref()
+    assert node is not None
+    keep.append(node)
+    del node
+    release_memory()  # job 3: thaw, collect, freeze again (the cycle is still referenced)
+    assert ref() is not None and gc.get_freeze_count() > 0
+    keep.clear()
+    release_memory()
+    assert ref() is not None  # frozen: not scanned
+    monkeypatch.setattr(worker, "_jobs_released", 2)
+    release_memory()  # the next thaw
+    assert ref() is None

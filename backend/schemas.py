@@ -43,6 +43,11 @@ class ModelInfo(BaseModel):
     class_names: list[str]
     card: dict[str, Any] | None = Field(description="Training card: data, seed, steps, accuracy, ECE, ...")
     regime: str = Field(default="standard", description='Training regime, e.g. "standard", "pgd eps=8/255"')
+    architecture: dict[str, Any] | None = Field(
+        default=None,
+        description="Layers, heads, GPSA layers and patch grid of a transformer-style model "
+        "(null otherwise); the UI bounds its layer and head fields with it",
+    )
     source: str = Field(
         default="zoo", description="Where its parameters come from: zoo, file, hub or computed"
     )

@@ -14,6 +14,8 @@ right.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any, Literal
 
 import numpy as np
@@ -78,6 +80,33 @@ def embed(model: nn.Module, x: torch.Tensor, batch: int = 250) -> tuple[np.ndarr
     return torch.cat(logits).numpy(), torch.cat(feats).flatten(1).numpy()
 
 
+# A model's logits and features on a split do not change between jobs, and scoring three splits was
+# most of a calibration job. Keyed by the module itself, so reloaded weights (a new module) start afresh
+# and an evicted model takes its entries with it.
+SplitKey = tuple[str, str, int | None, int, str]  # dataset, split, n, seed, device
+_EMBEDDINGS: weakref.WeakKeyDictionary[nn.Module, dict[SplitKey, tuple[np.ndarray, np.ndarray]]] = (
+    weakref.WeakKeyDictionary()
+)
+_EMBEDDINGS_LOCK = threading.Lock()
+
+
+def embed_split(
+    model: nn.Module, dataset: str, split: str, n: int | None, seed: int, device: torch.device | str
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(the split, its logits, its features) for `model`; the embedding is computed once per module."""
+    data = load_dataset(dataset, split, n=n, seed=seed)
+    key = (dataset, split, n, seed, str(device))
+    with _EMBEDDINGS_LOCK:
+        hit = _EMBEDDINGS.get(model, {}).get(key)
+    if hit is None:
+        hit = embed(model, preprocess_batch(data.images, model).to(device))
+        for array in hit:
+            array.flags.writeable = False
+        with _EMBEDDINGS_LOCK:
+            _EMBEDDINGS.setdefault(model, {})[key] = hit
+    return data, hit[0], hit[1]
+
+
 @register_lab
 class CalibrationLab(Lab):
     name = "calibration"
@@ -121,16 +150,15 @@ class CalibrationLab(Lab):
         n = len(ctx.models)
         for i, m in enumerate(ctx.models):
             # Each model against its own data: T from its validation split, proximity to its training split.
-            val = load_dataset(m.entry.dataset, "val", n=params.n_images, seed=params.seed)
-            test = load_dataset(
-                SHIFTED if params.data == "shifted" else m.entry.dataset,
-                "test",
-                n=params.n_images,
-                seed=params.seed,
-            )
-            ref = load_dataset(m.entry.dataset, "train", n=params.reference_size, seed=params.seed)
-            ctx.progress(i / n, f"{m.name}: scoring {len(val) + len(test) + len(ref)} images")
-            arrays, scores = self._one_model(ctx, m, params, val, test, ref)
+            count = 2 * params.n_images + params.reference_size
+            ctx.progress(i / n, f"{m.name}: scoring {count} images")
+            own, tested = m.entry.dataset, SHIFTED if params.data == "shifted" else m.entry.dataset
+            splits = {
+                "val": embed_split(m.module, own, "val", params.n_images, params.seed, ctx.device),
+                "test": embed_split(m.module, tested, "test", params.n_images, params.seed, ctx.device),
+                "ref": embed_split(m.module, own, "train", params.reference_size, params.seed, ctx.device),
+            }
+            arrays, scores = self._one_model(ctx, m, params, splits)
             per_model[m.name] = arrays
             metrics[m.name] = scores
         return LabResult(
@@ -140,14 +168,13 @@ class CalibrationLab(Lab):
         )
 
     def _one_model(
-        self, ctx: LabContext, m: LoadedModel, params: CalibrationParams, val: Any, test: Any, ref: Any
+        self,
+        ctx: LabContext,
+        m: LoadedModel,
+        params: CalibrationParams,
+        splits: dict[str, tuple[Any, np.ndarray, np.ndarray]],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return embed(m.module, preprocess_batch(images, m.module).to(ctx.device))
-
-        z_val, _ = run(val.images)
-        z_test, h_test = run(test.images)
-        _, h_ref = run(ref.images)
+        (val, z_val, _), (test, z_test, h_test), (_, _, h_ref) = splits["val"], splits["test"], splits["ref"]
         y_val, y_test = val.labels, test.labels
         t_star = cm.fit_temperature(z_val, y_val)
         reference = cm.l2_normalise(h_ref)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,19 +107,19 @@ def cascade_order(model: nn.Module, x: torch.Tensor) -> list[tuple[str, list[str
     return [g for g in reversed(groups) if g[1]]
 
 
-def mixed_model(
-    trained: nn.Module, random: nn.Module, groups: list[tuple[str, list[str]]], k: int
-) -> nn.Module:
-    """A copy of `trained` whose top k cascade groups hold `random`'s weights (and buffers)."""
-    out = copy.deepcopy(trained)
-    if k:
-        rand_state = random.state_dict()
-        state = out.state_dict()
-        for _, keys in groups[:k]:
+def cascade_models(
+    trained: nn.Module, random: nn.Module, groups: list[tuple[str, list[str]]]
+) -> Iterator[nn.Module]:
+    """The cascade: one copy of `trained` whose top k groups hold `random`'s weights (and buffers),
+    yielded for k = 1, 2, ... in turn. The same copy is randomised one more group per step, so it is
+    only valid until the next step; one deepcopy per seed, not one per step."""
+    out = copy.deepcopy(trained).eval()
+    rand_state, state = random.state_dict(), out.state_dict()  # the state tensors share storage
+    for _, keys in groups:
+        with torch.no_grad():  # not held across the yield: the caller's maps need gradients
             for key in keys:
-                state[key] = rand_state[key].clone()
-        out.load_state_dict(state)
-    return out.eval()
+                state[key].copy_(rand_state[key])
+        yield out
 
 
 def rank_statistic(a: np.ndarray, b: np.ndarray, kind: str = "kendall") -> float:
@@ -247,9 +247,8 @@ def run_sanity(
                 res.zeros[method]["randomised"][si] = zero_fraction(rmaps[method])
                 if si == 0:
                     res.example_random[method] = rmaps[method][0]
-        for k in range(1, len(groups) + 1):
+        for k, mixed in enumerate(cascade_models(model, random, groups), start=1):
             progress((si + k / (steps + 1)) / len(seeds), f"seed {seed}: cascade down to {groups[k - 1][0]}")
-            mixed = mixed_model(model, random, groups, k)
             cmaps = maps(mixed, True)
             for method, ref in trained.items():
                 if method not in cmaps:

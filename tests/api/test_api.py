@@ -64,6 +64,16 @@ def test_models_list_the_zoo_with_cards(client: TestClient) -> None:
     assert models[MODEL]["params"] == card["params"] > 0
     assert models[MODEL]["input_size"][0] == 3
     assert len(models[MODEL]["class_names"]) >= 8
+    # Transformer-style models carry their architecture (the UI bounds layer and head fields with it),
+    # counted here from the built model itself.
+    from backend.models import create_model
+
+    convit = create_model("convit-shapes")
+    blocks = list(convit.blocks)  # type: ignore[union-attr,arg-type]
+    arch = models["convit-shapes"]["architecture"]
+    assert arch["layers"] == len(blocks) and arch["heads"] == blocks[0].attn.num_heads
+    assert arch["gpsa_layers"] == sum(bool(getattr(b, "use_gpsa", False)) for b in blocks) > 0
+    assert models[MODEL]["architecture"] is None  # a CNN has no blocks of heads
 
 
 def test_labs_list_params_schema(client: TestClient) -> None:

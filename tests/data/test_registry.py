@@ -19,7 +19,8 @@ def test_the_project_datasets_are_registered() -> None:
 def test_every_dataset_is_deterministic_and_sized(name: str) -> None:
     info = next(d for d in list_datasets() if d.name == name)
     split = info.splits[-1]
-    a, b = load_dataset(name, split, n=24, seed=3), load_dataset(name, split, n=24, seed=3)
+    # b is generated afresh (the registry keeps recent splits, so a second load_dataset would be a's copy)
+    a, b = load_dataset(name, split, n=24, seed=3), info.loader(split, 24, 3)
     # A finite split (e.g. the 16×16 faces of lfw_subset) gives all it has when asked for more.
     assert len(a) == min(24, len(load_dataset(name, split, n=10_000, seed=3)))
     assert len(a) > 0 and a.images.dtype == np.uint8 and a.images.shape[-1] == 3
@@ -48,3 +49,16 @@ def test_unknown_dataset_and_split_are_clear_errors() -> None:
         load_dataset("nope")
     with pytest.raises(ValueError, match="no split 'train'"):
         load_dataset("photos", "train")
+
+
+def test_kept_splits_are_read_only_and_keyed_by_every_argument() -> None:
+    a = load_dataset("shapes", "val", n=16, seed=5)
+    again = load_dataset("shapes", "val", n=16, seed=5)
+    assert again.images is a.images  # kept, not rendered again
+    with pytest.raises(ValueError, match="read-only"):
+        a.images[0, 0, 0, 0] = 1  # one caller cannot change the images every other caller gets
+    other_seed = load_dataset("shapes", "val", n=16, seed=6)
+    other_split = load_dataset("shapes", "test", n=16, seed=5)
+    assert not np.array_equal(other_seed.images, a.images)
+    assert not np.array_equal(other_split.images, a.images)
+    assert len(load_dataset("shapes", "val", n=8, seed=5)) == 8

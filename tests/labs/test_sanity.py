@@ -14,8 +14,8 @@ from torch import nn
 from backend.labs.saliency import randomised_copy
 from backend.labs.sanity import (
     SanityResult,
+    cascade_models,
     cascade_order,
-    mixed_model,
     nan_to_none,
     rank_statistic,
     rebuild_random,
@@ -68,8 +68,10 @@ def test_the_cascade_randomises_units_in_order_from_the_output_down() -> None:
     # body has 3 parameterised children, so it is split; the root parameter sits just above the embedding
     assert [g[0] for g in groups] == ["head", "body.3", "body.2", "body.0", "token", "embed"]
     t_state, r_state = trained.state_dict(), random.state_dict()
-    for k in range(len(groups) + 1):
-        mixed = mixed_model(trained, random, groups, k).state_dict()
+    cascade = cascade_models(trained, random, groups)
+    steps = [{k: v.clone() for k, v in m.state_dict().items()} for m in cascade]
+    assert len(steps) == len(groups)
+    for k, mixed in enumerate(steps, start=1):
         for i, (_, keys) in enumerate(groups):
             source = r_state if i < k else t_state
             for key in keys:

@@ -8,7 +8,7 @@ and initialised to 1 (σ = 0.73: mostly positional, i.e. convolution-like). This
 - each head's positional centre Δ_h and locality strength α_h, read back from `pos_proj` as ConViT's
   `main.py` logs them (span = −1/w₃, Δ = (w₁, w₂)·span/2, α = −w₃);
 - the gates and the nonlocality during training, from the zoo's history file;
-- the same gates for ConViTs trained on a relational same/different task (backend/data/relational.py),
+- the same gates for ConViTs trained on a relational same/different-colour task (backend/data/relational.py),
   with and without the locality initialisation, beside the chosen model's, with their accuracies and
   how far each gate moved from its initial 0.73;
 - a counterfactual: set one head's or one layer's gate (σ → 0: content only; σ → 1: position only),
@@ -95,7 +95,7 @@ class GatingParams(LabParams):
     seed: int = Field(default=0, ge=0, description="Seed of the probe set drawn from the test split")
     compare_tasks: bool = Field(
         default=True,
-        description="Also show the gates of the ConViTs trained on the relational same/different task "
+        description="Also show the gates of the ConViTs trained on the relational same/different-colour task "
         "(with and without the local initialisation), side by side with the chosen model's",
     )
 
@@ -129,7 +129,12 @@ def gate_move(history: list[dict[str, Any]] | None) -> float | None:
 
 def task_models() -> dict[str, dict[str, Any]]:
     """Gates, accuracy and gate movement of the relational-task models whose weights are shipped."""
-    from backend.models.relational import RELATIONAL_MODELS, load_relational_model, relational_entry
+    from backend.models.relational import (
+        LOCAL_INIT,
+        RELATIONAL_MODELS,
+        load_relational_model,
+        relational_entry,
+    )
 
     out: dict[str, dict[str, Any]] = {}
     for name in RELATIONAL_MODELS:
@@ -138,11 +143,11 @@ def task_models() -> dict[str, dict[str, Any]]:
             continue
         card = entry.card() or {}
         info: dict[str, Any] = {
-            "task": "relational (same/different)",
+            "task": "relational (same/different colour)",
             "test_accuracy": card.get("test_accuracy"),
             "chance": 0.5,
             "steps": card.get("steps"),
-            "local_init": card.get("local_init"),
+            "local_init": LOCAL_INIT.get(name),
         }
         if entry.family == "convit":
             _, model = load_relational_model(name)
@@ -398,7 +403,7 @@ class GatingLab(Lab):
             init = "local init" if info["local_init"] else "no local init"
             panels.append(
                 (
-                    f"{name} (same/different, {init})",
+                    f"{name} (same/different colour, {init})",
                     g,
                     [str(h) for h in range(g.shape[1])],
                     [str(i) for i in info["layers"]],

@@ -1,4 +1,4 @@
-"""Models trained on `relational` (same/different, backend/data/relational.py), for the gating lab.
+"""Models trained on `relational` (same/different colour, backend/data/relational.py), for the gating lab.
 
 Three models from the zoo's own ConViT code (backend/models/zoo.py `build_convit`), 2 classes:
 
@@ -67,25 +67,29 @@ _MODELS: dict[str, tuple[str, Any, str, GradcamTarget]] = {
     "convit-relational": (
         "convit",
         build_convit_relational,
-        "ConViT (4 GPSA + 2 MHSA layers, local init) trained on relational same/different.",
+        "ConViT (4 GPSA + 2 MHSA layers, local init) trained on relational same/different colour.",
         GradcamTarget("blocks.3", token_grid=True),
     ),
     "deit-relational": (
         "vit",
         build_deit_relational,
-        "DeiT-like ViT (the ConViT code with local_up_to_layer=0) trained on relational same/different.",
+        "DeiT-like ViT (the ConViT code with local_up_to_layer=0) trained on relational same/different "
+        "colour.",
         GradcamTarget("blocks.5.norm1", token_grid=True, num_prefix_tokens=1),
     ),
     "convit-nolocal-relational": (
         "convit",
         build_convit_nolocal_relational,
-        "ConViT without its locality initialisation (ablation) trained on relational same/different.",
+        "ConViT without its locality initialisation (ablation) trained on relational same/different colour.",
         GradcamTarget("blocks.3", token_grid=True),
     ),
 }
 RELATIONAL_MODELS: tuple[str, ...] = tuple(_MODELS)
+# Which ConViTs keep their locality initialisation (the DeiT-like ViT has no GPSA to initialise).
+LOCAL_INIT: dict[str, bool] = {"convit-relational": True, "convit-nolocal-relational": False}
 
-# Sized for this project's CPU budget (about 12 CPU-minutes per model on one thread), not to convergence.
+# Sized for this project's CPU budget: 20-26 minutes per model on one thread (two sharing 2 cores); all
+# three reach 100 % test accuracy on the colour task in it.
 RELATIONAL_RECIPE: dict[str, Any] = {
     **BASE_RECIPE,
     "dataset": "relational",

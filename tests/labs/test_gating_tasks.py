@@ -36,6 +36,9 @@ def test_relational_gates_come_from_the_shipped_weights() -> None:
     got = torch.tensor(res.metrics["convit-relational"]["gate_sigma_lambda"])
     assert torch.allclose(got, expected, atol=1e-4)
     assert res.metrics["convit-relational"]["test_accuracy"] == entry.card()["test_accuracy"]  # type: ignore[index]
+    # Which model kept its locality initialisation comes from the registry, not from a card field.
+    assert res.metrics["convit-relational"]["local_init"] is True
+    assert res.metrics["convit-nolocal-relational"]["local_init"] is False
     figs = lab.figures(res, params)
     json.dumps(figs)
     side = [f for f in figs if "two tasks side by side" in f["layout"]["title"]["text"]]

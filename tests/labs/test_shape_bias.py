@@ -58,10 +58,16 @@ def test_texture_easy_set_matches_its_design() -> None:
     assert abs(textured.mean() - 0.8) < 0.06  # binomial sd at n = 400 is 0.02
     # The texture never contradicts the shape: it is the label's texture, or absent (-1).
     assert (s.meta["texture"] == np.where(textured, s.labels, -1)).all()
-    # The texture covers the frame: neighbouring pixels differ far more than in flat images (pixel noise
-    # and a bar's two edges only).
-    change = np.abs(np.diff(s.images.astype(float), axis=2)).mean((1, 2, 3))
-    assert np.median(change[textured]) > 2 * np.median(change[~textured])
+    # The texture fills an ellipse on a flat background, as the conflict set's silhouettes sit on one.
+    # Neighbouring pixels differ more in the centre of textured images than of flat ones (pixel noise, the
+    # bar's and the shape's edges only), while the 2-pixel border, outside every ellipse, is as flat in both.
+    diff = np.abs(np.diff(s.images.astype(float), axis=2)).mean(3)  # (n, 32, 31)
+    ring = np.ones((32, 31), bool)
+    ring[2:-2, 2:-2] = False
+    centre, border = diff[:, 8:24, 8:23].mean((1, 2)), diff[:, ring].mean(1)
+    assert np.median(centre[textured]) > 1.5 * np.median(centre[~textured])
+    assert np.median(border[textured]) < 1.2 * np.median(border[~textured])
+    assert np.median(centre[textured]) > 2 * np.median(border[textured])
 
 
 @pytest.fixture(scope="module")

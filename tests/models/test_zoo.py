@@ -67,19 +67,24 @@ def test_gradcam_layers_exist_and_have_the_documented_layout() -> None:
             assert out[0].dim() == 4, name
 
 
-# The relational models did not learn their task in the CPU budget (their cards say so, at 50 %).
-LEARNED = [
-    n for n in SHIPPED if get_entry(n).dataset != "relational" and get_entry(n).task == "classification"
-]  # the VLM (task "vqa") has its own tests: tests/models/test_vlm.py
+# Models shipped although their matched budget left them under three times chance, as their cards, the
+# README and the shape-bias lesson say: on cue-texture-easy the robust rungs at ε = 4 and 8/255, the Mixer
+# and the MLP (1,200 steps of 64, the CNN's budget). They are checked against their cards only.
+UNDERTRAINED = {"cnn-texture-easy-pgd4", "cnn-texture-easy-pgd8", "mixer-texture-easy", "mlp-texture-easy"}
+CLASSIFIERS = [n for n in SHIPPED if get_entry(n).task == "classification"]
+# the VLM (task "vqa") has its own tests: tests/models/test_vlm.py
 
 
-@pytest.mark.parametrize("name", LEARNED)
+@pytest.mark.parametrize("name", CLASSIFIERS)
 def test_shipped_model_beats_chance(name: str) -> None:
     card = get_entry(name).card()
     assert card is not None and card["params"] > 0
     x, y = load_dataset(card["dataset"], "test", n=card["split_sizes"]["test"], seed=card["seed"]).tensors()
     m = evaluate(create_model(name), x[:400], y[:400])
-    assert m["accuracy"] > 3 / len(get_entry(name).class_names), m  # three times chance
+    if name not in UNDERTRAINED:
+        k = len(get_entry(name).class_names)
+        # three times chance, or halfway from chance to perfect where that is lower (two classes)
+        assert m["accuracy"] > min(3 / k, (1 + 1 / k) / 2), m
     assert abs(m["accuracy"] - card["test_accuracy"]) < 0.08
 
 

@@ -50,23 +50,31 @@ def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -
     """Figure -> plain JSON dict (numpy arrays become lists).
 
     `layout.meta.alt` is the alt text; `layout.meta.notice` is the one or two sentence "what to notice"
-    the page shows under the figure.
+    the page shows under the figure. The common layout is merged into the serialised dict: the same
+    two `update_layout` calls on the figure took two thirds of a small job's drawing time.
     """
-    title = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fig.layout.title.text or "")).strip()
-    meta: dict[str, Any] = {"alt": alt or title}
+    out: dict[str, Any] = json.loads(pio.to_json(fig, validate=False, engine="orjson"))
+    layout = out.setdefault("layout", {})
+    title = layout.get("title") or {}
+    text = title.get("text") or ""
+    meta: dict[str, Any] = {"alt": alt or re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)).strip()}
     if notice:
         meta["notice"] = notice
-    fig.update_layout(font=FONT, meta=meta)
-    pad_b = fig.layout.title.pad.b or 24  # builders with panel titles above the plot ask for more
-    if fig.layout.title.text:
+    layout["meta"] = meta
+    layout["font"] = {**layout.get("font", {}), **FONT}
+    if text:
         # Sits on top of the plot area and pushes it down as its lines need (automargin): anchoring a
-        # multi-line title to the figure's top clipped its first line (measured in Chromium).
-        fig.update_layout(
-            title={"font": {"size": 19}, "xref": "paper", "x": 0, "xanchor": "left",
-                   "yref": "paper", "y": 1, "yanchor": "bottom", "automargin": True, "pad": {"b": pad_b}}
-        )  # fmt: skip
-    out: dict[str, Any] = json.loads(fig.to_json())
-    out["layout"]["template"] = _template_json()
+        # multi-line title to the figure's top clipped its first line (measured in Chromium). Builders
+        # with panel titles above the plot ask for more padding than the default 24 px.
+        pad = title.get("pad", {})
+        layout["title"] = {
+            **title,
+            "font": {**title.get("font", {}), "size": 19},
+            **{"xref": "paper", "x": 0, "xanchor": "left", "yref": "paper", "y": 1, "yanchor": "bottom"},
+            "automargin": True,
+            "pad": {**pad, "b": pad.get("b") or 24},
+        }
+    layout["template"] = _template_json()
     return out
 
 

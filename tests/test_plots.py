@@ -95,3 +95,31 @@ def decode(z: dict | list) -> np.ndarray:
         return np.asarray(z)
     shape = tuple(int(v) for v in str(z["shape"]).split(","))
     return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
+
+
+def test_to_json_merges_the_common_layout_as_plotly_would() -> None:
+    """`to_json` edits the serialised dict; Plotly's own update_layout on the figure is the reference."""
+    import json
+
+    import plotly.graph_objects as go
+
+    def figure() -> go.Figure:
+        fig = go.Figure(go.Bar(x=np.arange(3), y=np.array([0.1, 0.5, 0.4])))
+        fig.update_layout(title="A <b>bold</b>   title", title_pad_b=60, title_font_color="red")
+        fig.update_layout(font={"size": 11, "color": "blue"}, meta={"old": 1})
+        return fig
+
+    ours = plots.to_json(figure(), notice="look")
+    ref = figure()
+    ref.update_layout(font=plots.FONT, meta={"alt": "A bold title", "notice": "look"})
+    ref.update_layout(
+        title={"font": {"size": 19}, "xref": "paper", "x": 0, "xanchor": "left", "yref": "paper",
+               "y": 1, "yanchor": "bottom", "automargin": True, "pad": {"b": 60}}
+    )  # fmt: skip
+    expected = json.loads(ref.to_json())
+    expected["layout"]["template"] = ours["layout"]["template"]
+    assert ours == expected
+    assert ours["layout"]["title"]["font"] == {"color": "red", "size": 19}
+    assert ours["layout"]["title"]["pad"]["b"] == 60  # the builder's padding is kept; 24 otherwise
+    assert plots.to_json(go.Figure(layout={"title": {"text": "t"}}))["layout"]["title"]["pad"]["b"] == 24
+    assert plots.to_json(go.Figure())["layout"]["meta"] == {"alt": ""}

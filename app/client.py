@@ -49,6 +49,15 @@ class ModelCard(BaseModel):
         return float(value) if isinstance(value, int | float) else None
 
     @property
+    def seed_spread(self) -> tuple[float, float, int] | None:
+        """(mean, sample std, number of seeds) of test accuracy, where `zoo seeds` measured it."""
+        summary = ((self.card or {}).get("seeds") or {}).get("summary") or {}
+        acc = summary.get("test_accuracy") or {}
+        if not isinstance(acc.get("mean"), int | float) or not isinstance(acc.get("std"), int | float):
+            return None
+        return float(acc["mean"]), float(acc["std"]), int(summary.get("n", 0))
+
+    @property
     def ece(self) -> float | None:
         value = (self.card or {}).get("ece")
         return float(value) if isinstance(value, int | float) else None

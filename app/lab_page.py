@@ -131,6 +131,15 @@ def _fmt_pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
+def _fmt_accuracy(m: ModelCard) -> str:
+    """The shipped model's test accuracy and, where more seeds were trained, their mean ± std."""
+    spread = m.seed_spread
+    if spread is None:
+        return _fmt_pct(m.test_accuracy)
+    mean, std, n = spread
+    return f"{_fmt_pct(m.test_accuracy)} ({n} seeds: {mean:.1%} ± {std:.1%})"
+
+
 def model_cards_markdown(selected: list[str], models: dict[str, ModelCard]) -> str:
     if not selected:
         return "*No model selected.*"
@@ -139,7 +148,7 @@ def model_cards_markdown(selected: list[str], models: dict[str, ModelCard]) -> s
         m = models.get(name)
         if m is None:
             continue
-        lines.append(f"| **{m.name}** | {m.family} | {_fmt_params(m.params)} | {_fmt_pct(m.test_accuracy)} |")
+        lines.append(f"| **{m.name}** | {m.family} | {_fmt_params(m.params)} | {_fmt_accuracy(m)} |")
     described = [models[n] for n in selected if n in models and models[n].description]
     if described:
         items = "".join(

@@ -183,6 +183,7 @@ def zoo_table() -> list[dict[str, Any]]:
         if e.source != "zoo":
             continue
         c = e.card() or {}
+        spread = (c.get("seeds") or {}).get("summary", {})
         rows.append(
             {
                 "name": e.name,
@@ -193,6 +194,10 @@ def zoo_table() -> list[dict[str, Any]]:
                 "ece": c.get("ece"),
                 "wall_time_s": c.get("wall_time_s"),
                 "steps": c.get("steps"),
+                # issue 14: the spread over retrained seeds (`zoo seeds`), where it was measured
+                "seeds": spread.get("n"),
+                "test_accuracy_mean": spread.get("test_accuracy", {}).get("mean"),
+                "test_accuracy_std": spread.get("test_accuracy", {}).get("std"),
             }
         )
     return rows
@@ -203,7 +208,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     table = Table(title="Model zoo (shapes, 32×32, 8 classes)")
-    for col in ("name", "family", "regime", "params", "test acc", "ECE", "steps", "train s"):
+    columns = (
+        "name",
+        "family",
+        "regime",
+        "params",
+        "test acc",
+        "mean ± std (seeds)",
+        "ECE",
+        "steps",
+        "train s",
+    )
+    for col in columns:
         table.add_column(col)
     for r in zoo_table():
 
@@ -216,6 +232,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             r["regime"],
             fmt(r["params"], ","),
             fmt(r["test_accuracy"], ".3f"),
+            "-"
+            if r["seeds"] is None
+            else f"{r['test_accuracy_mean']:.3f} ± {r['test_accuracy_std']:.3f} ({r['seeds']})",
             fmt(r["ece"], ".3f"),
             fmt(r["steps"], "d"),
             fmt(r["wall_time_s"], ".0f"),
@@ -250,6 +269,23 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seeds(args: argparse.Namespace) -> int:
+    from backend.train.seeds import record_seeds
+
+    unknown = [n for n in args.names if n not in zoo_names()]
+    if unknown:
+        print(f"unknown zoo model(s): {', '.join(unknown)}; known: {', '.join(zoo_names())}")
+        return 2
+    for name, block in record_seeds(args.names, args.seeds, device=args.device, jobs=args.jobs).items():
+        acc, ece = block["summary"]["test_accuracy"], block["summary"]["ece"]
+        seeds = ", ".join(str(r["seed"]) for r in block["runs"])
+        print(
+            f"{name}: test acc {acc['mean']:.4f} ± {acc['std']:.4f}, ECE {ece['mean']:.4f} ± "
+            f"{ece['std']:.4f} over seeds {seeds} (sample std)"
+        )
+    return 0
+
+
 def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     zoo = subparsers.add_parser("zoo", help="train, list and verify the model zoo; sample-efficiency sweep")
     sub = zoo.add_subparsers(dest="zoo_command", required=True)
@@ -260,6 +296,15 @@ def register_cli(subparsers: argparse._SubParsersAction) -> None:  # type: ignor
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=cmd_train)
+
+    seeds = sub.add_parser(
+        "seeds", help="retrain zoo models under more seeds; their spread goes into the cards"
+    )
+    seeds.add_argument("names", nargs="+", metavar="NAME")
+    seeds.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="seeds besides the shipped one")
+    seeds.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    seeds.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
+    seeds.set_defaults(func=cmd_seeds)
 
     lst = sub.add_parser("list", help="print the zoo as a table")
     lst.set_defaults(func=cmd_list)

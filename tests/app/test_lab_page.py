@@ -27,7 +27,15 @@ MODELS = [
         description="A small ResNet.",
     ),
     ModelCard(name="deit-shapes", family="vit", task="classification", params=1_200_000),
-    ModelCard(name="convit-shapes", family="convit", task="classification"),
+    ModelCard(
+        name="convit-shapes",
+        family="convit",
+        task="classification",
+        card={
+            "test_accuracy": 0.998,
+            "seeds": {"summary": {"n": 3, "test_accuracy": {"mean": 0.99, "std": 0.012}}},
+        },
+    ),
     ModelCard(name="denoiser", family="unet", task="denoising"),
 ]
 ATTENTION = LabSpec(
@@ -68,6 +76,9 @@ def test_cards_and_status_html() -> None:
     cards = model_cards_markdown(["cnn-shapes", "deit-shapes"], {m.name: m for m in MODELS})
     assert "| **cnn-shapes** | cnn | 310 k | 99.0% |" in cards
     assert "| **deit-shapes** | vit | 1.20 M | – |" in cards
+    # Where more seeds were trained, the card shows their spread beside the shipped model's accuracy.
+    spread = model_cards_markdown(["convit-shapes"], {m.name: m for m in MODELS})
+    assert "| 99.8% (3 seeds: 99.0% ± 1.2%) |" in spread
     assert "A small ResNet." in cards and "ECE 0.010" in cards
     bar = progress_html("started", 0.4, "running <cnn>")
     assert 'data-status="started"' in bar and 'value="0.400"' in bar and "&lt;cnn&gt;" in bar

@@ -18,9 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
-from sklearn.neighbors import NearestNeighbors
 
 Binning = Literal["equal-width", "equal-mass"]
 ProximityFormula = Literal["paper", "repo"]
@@ -88,6 +86,8 @@ def fit_temperature(
 ) -> float:
     """T* minimising the NLL, searched on log T inside `bounds` (Brent's method, bounded)."""
     lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    from scipy.optimize import minimize_scalar
+
     res = minimize_scalar(
         lambda log_t: nll(logits, labels, float(np.exp(log_t))), bounds=(lo, hi), method="bounded"
     )
@@ -100,6 +100,8 @@ def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 def knn_distances(reference: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Euclidean distances (N, k) from each query to its k nearest reference embeddings."""
+    from sklearn.neighbors import NearestNeighbors  # here: importing sklearn costs every process seconds
+
     nn = NearestNeighbors(n_neighbors=k).fit(reference)
     dist, _ = nn.kneighbors(queries)
     return np.asarray(dist)

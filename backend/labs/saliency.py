@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
 from torch import nn
 
 from backend.labs.attention_maps import grid_size
@@ -101,6 +100,8 @@ def gradcam(
     model: nn.Module, target: CamTarget, x: torch.Tensor, cls: Targets, *, upsample: bool = True
 ) -> torch.Tensor:
     """ReLU(Σ_k α_k A^k) at the target layer, (B, 1, h, w), optionally upsampled to x's size."""
+    from captum.attr import LayerAttribution, LayerGradCam  # here: captum costs every process a second
+
     prepare_for_backward(model)
     with torch.enable_grad(), gradcam_layer(model, target) as layer:
         cam = LayerGradCam(model, layer).attribute(x, target=cls, relu_attributions=True)
@@ -123,6 +124,8 @@ def integrated_gradients_batch(
     model: nn.Module, x: torch.Tensor, baseline: torch.Tensor, cls: Targets, n_steps: int = 32
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IG attributions (B, C, H, W) and the signed convergence delta per image, (B,)."""
+    from captum.attr import IntegratedGradients
+
     prepare_for_backward(model)
     with torch.enable_grad():
         attr, delta = IntegratedGradients(model).attribute(

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import kendalltau, spearmanr
 from torch import nn
 
 from backend.models.registry import ModelEntry
@@ -127,6 +126,8 @@ def rank_statistic(a: np.ndarray, b: np.ndarray, kind: str = "kendall") -> float
     a, b = np.ravel(np.asarray(a, dtype=np.float64)), np.ravel(np.asarray(b, dtype=np.float64))
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0 or not (np.isfinite(a).all() and np.isfinite(b).all()):
         return math.nan
+    from scipy.stats import kendalltau, spearmanr  # here: scipy.stats costs every process seconds
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if kind == "kendall":

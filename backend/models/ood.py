@@ -29,15 +29,17 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.neighbors import NearestNeighbors
 from torch import nn
 
 from backend.models.preprocess import preprocess
+
+if TYPE_CHECKING:
+    from sklearn.neighbors import NearestNeighbors
 
 METHOD = "k-NN distance in a trained model's feature space (Sun et al., ICML 2022, arXiv 2204.06507)"
 # Training dataset -> the model whose embedding is the reference, and how to load that dataset.
@@ -110,6 +112,8 @@ def fit_reference(
 ) -> Reference:
     train = embed(module, _pixels(_load_split(dataset, "train", n_train), device))
     val = embed(module, _pixels(_load_split(dataset, "val", n_val), device))
+    from sklearn.neighbors import NearestNeighbors  # here: importing sklearn costs every process seconds
+
     knn = NearestNeighbors(n_neighbors=k).fit(train)
     ref = Reference(dataset, model_name, knn, k, 0.0, np.empty(0))
     ref.val_scores = ref.scores(val)

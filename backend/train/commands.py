@@ -276,7 +276,9 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown zoo model(s): {', '.join(unknown)}; known: {', '.join(zoo_names())}")
         return 2
-    for name, block in record_seeds(args.names, args.seeds, device=args.device, jobs=args.jobs).items():
+    for name, block in record_seeds(
+        args.names, args.seeds, train=train_zoo_model, device=args.device, jobs=args.jobs
+    ).items():
         acc, ece = block["summary"]["test_accuracy"], block["summary"]["ece"]
         seeds = ", ".join(str(r["seed"]) for r in block["runs"])
         print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+# `train_zoo_model(name, seed=, device=, out_dir=, progress=)`, passed in: this module sits below the CLI.
+Trainer = Callable[..., dict[str, Any]]
 TRAIN_PROBE = 2000  # training images scored per run: enough to tell fitting from generalising
 
 
@@ -48,12 +51,10 @@ def run_row(name: str, card: dict[str, Any], weights: Path) -> dict[str, Any]:
     }
 
 
-def train_seed(name: str, seed: int, device: str) -> dict[str, Any]:
+def train_seed(train: Trainer, name: str, seed: int, device: str) -> dict[str, Any]:
     """Train `name` under `seed` in a scratch folder; return its row (the weights are discarded)."""
-    from backend.train.commands import train_zoo_model
-
     with tempfile.TemporaryDirectory(prefix=f"biaslab-{name}-seed{seed}-") as tmp:
-        card = train_zoo_model(name, seed=seed, device=device, out_dir=Path(tmp), progress=False)
+        card = train(name, seed=seed, device=device, out_dir=Path(tmp), progress=False)
         return run_row(name, card, Path(tmp) / f"{name}.safetensors")
 
 
@@ -67,9 +68,16 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def record_seeds(
-    names: list[str], seeds: list[int], device: str = "cpu", jobs: int = 1, progress: bool = True
+    names: list[str],
+    seeds: list[int],
+    *,
+    train: Trainer,
+    device: str = "cpu",
+    jobs: int = 1,
+    progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Train every (name, seed) not yet in the card, then rewrite each card's `seeds` block.
+    """Train every (name, seed) not yet in the card with `train` (`zoo train`'s function), then rewrite
+    each card's `seeds` block.
 
     Rows already recorded are kept, so an interrupted run resumes where it stopped; each finished run
     is written at once.
@@ -103,14 +111,14 @@ def record_seeds(
     bar = tqdm(total=len(todo), desc="seeds", disable=not progress)
     if jobs <= 1:  # in this process: also sees models registered at run time (plugins, tests)
         for n, s in todo:
-            rows[n][s] = train_seed(n, s, device)
+            rows[n][s] = train_seed(train, n, s, device)
             write(n)
             bar.update()
     else:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
             futures: dict[Future[dict[str, Any]], tuple[str, int]] = {
-                pool.submit(train_seed, n, s, device): (n, s) for n, s in todo
+                pool.submit(train_seed, train, n, s, device): (n, s) for n, s in todo
             }
             for fut in as_completed(futures):
                 n, s = futures[fut]

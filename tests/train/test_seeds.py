@@ -37,7 +37,7 @@ def test_seeds_are_recorded_beside_the_shipped_run(tiny_zoo: Path, monkeypatch: 
 
     shipped = train_zoo_model(NAME, seed=0, progress=False)
     weights_before = (tiny_zoo / f"{NAME}.safetensors").read_bytes()
-    block = seeds.record_seeds([NAME], [1, 2], progress=False)[NAME]
+    block = seeds.record_seeds([NAME], [1, 2], train=train_zoo_model, progress=False)[NAME]
 
     card = json.loads((tiny_zoo / f"{NAME}.json").read_text())
     assert card["seeds"] == block
@@ -63,7 +63,7 @@ def test_seeds_are_recorded_beside_the_shipped_run(tiny_zoo: Path, monkeypatch: 
         raise AssertionError("a recorded seed was trained again")
 
     monkeypatch.setattr(seeds, "train_seed", no_training)
-    assert seeds.record_seeds([NAME], [1, 2], progress=False)[NAME] == block
+    assert seeds.record_seeds([NAME], [1, 2], train=train_zoo_model, progress=False)[NAME] == block
 
 
 def test_zoo_list_shows_the_seed_spread(
@@ -73,7 +73,7 @@ def test_zoo_list_shows_the_seed_spread(
     from backend.train.seeds import record_seeds
 
     train_zoo_model(NAME, seed=0, progress=False)
-    block = record_seeds([NAME], [1], progress=False)[NAME]
+    block = record_seeds([NAME], [1], train=train_zoo_model, progress=False)[NAME]
     row = next(r for r in zoo_table() if r["name"] == NAME)
     acc = block["summary"]["test_accuracy"]
     assert row["seeds"] == 2

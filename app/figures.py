@@ -16,6 +16,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from gradio.components.plot import PlotData
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -61,51 +62,71 @@ def figure_title(figure: Mapping[str, Any]) -> str:
     return " ".join(_strip_tags(text.replace("<br>", " ")).split()) if isinstance(text, str) else ""
 
 
-def to_figure(figure: Mapping[str, Any]) -> go.Figure:
-    """Plotly JSON -> go.Figure styled for a projector; unknown properties are skipped, not fatal.
+def styled(figure: Mapping[str, Any]) -> dict[str, Any]:
+    """Plotly JSON -> Plotly JSON styled for a projector (a new dict; `figure` is left as it was).
 
     The title is taken out of the chart: the page and the download show it as HTML above the chart
     (`figure_title`), where the browser wraps it to any width. Inside the SVG, Plotly does not wrap, and a
-    long title ran into panel titles, legends and sliders at some width or other.
+    long title ran into panel titles, legends and sliders at some width or other. The restyling edits
+    the dict: building a `go.Figure` from it validated every property again, about 60 ms per figure.
     """
-    fig = go.Figure(dict(figure), skip_invalid=True)
-    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    fig: dict[str, Any] = json.loads(json.dumps(figure))  # a deep copy the caller's dict cannot see
+    if not isinstance(fig.get("data", []), list):
+        raise ValueError("a figure's data must be a list of traces")
+    layout: dict[str, Any] = fig.setdefault("layout", {})
+    meta = dict(layout["meta"]) if isinstance(layout.get("meta"), dict) else {}
     if not meta.get("alt"):
-        fig.update_layout(meta={**meta, "alt": alt_text(figure)})
-    if fig.layout.colorway is None:
-        fig.update_layout(colorway=OKABE_ITO)
-    size = fig.layout.font.size
-    if size is None or size < MIN_FONT_SIZE:
-        fig.update_layout(font_size=MIN_FONT_SIZE)
+        meta["alt"] = alt_text(figure)
+    if layout.get("colorway") is None:
+        layout["colorway"] = OKABE_ITO
+    font = dict(layout.get("font") or {})
+    if not isinstance(font.get("size"), int | float) or font["size"] < MIN_FONT_SIZE:
+        font["size"] = MIN_FONT_SIZE
+    layout["font"] = font
     # Backend widths suit a standalone file; in the page a fixed width overflows the results column.
     # The width is kept as `meta.min_width`: below 3/4 of it (a phone) the page scrolls the chart
     # sideways instead of squeezing its panels and labels together.
-    width = fig.layout.width
+    width = layout.pop("width", None)
     if isinstance(width, int | float) and width > 0:
-        fig.update_layout(meta={**(fig.layout.meta or {}), "min_width": int(width)})
-    fig.update_layout(width=None, autosize=True)
-    if fig.layout.title.text:
+        meta["min_width"] = int(width)
+    layout["meta"], layout["autosize"] = meta, True
+    title = layout.get("title")
+    if isinstance(title, str):
+        title = {"text": title}
+    if isinstance(title, dict) and title.get("text"):
         # Plotly's defaults: 450 px high, 100 px top margin. The plot area keeps its height, so
         # legends and sliders placed below it in fractions of that height stay where they were drawn.
-        old_top = fig.layout.margin.t if fig.layout.margin.t is not None else 100
-        new_top = _top_margin(fig)
-        height = fig.layout.height
+        margin = dict(layout.get("margin") or {})
+        old_top = margin["t"] if margin.get("t") is not None else 100
+        new_top = _top_margin(layout)
+        height = layout.get("height")
         if isinstance(height, int | float) and height > 0:
-            fig.update_layout(height=int(height - (old_top - new_top)))
-        fig.update_layout(title_text=None, margin_t=new_top)
+            layout["height"] = int(height - (old_top - new_top))
+        layout["title"] = {k: v for k, v in title.items() if k != "text"}
+        layout["margin"] = {**margin, "t": new_top}
     return fig
 
 
-def _top_margin(fig: go.Figure) -> int:
+def to_figure(figure: Mapping[str, Any]) -> go.Figure:
+    """`styled(figure)` as a go.Figure (for the downloads); unknown properties are skipped, not fatal."""
+    return go.Figure(styled(figure), skip_invalid=True)
+
+
+def plot_data(figure: Mapping[str, Any]) -> PlotData:
+    """`styled(figure)` as gr.Plot's own payload: the JSON goes to the page without a go.Figure."""
+    return PlotData(type="plotly", plot=pio.to_json(styled(figure), validate=False, engine="orjson"))
+
+
+def _top_margin(layout: Mapping[str, Any]) -> int:
     """Room above the plot area without a title: the panel titles of the top row (annotations that sit on
     the top edge), a horizontal legend placed above the plot, or Plotly's modebar."""
-    font = fig.layout.font.size or MIN_FONT_SIZE
+    font = (layout.get("font") or {}).get("size") or MIN_FONT_SIZE
     lines = 0
-    for ann in fig.layout.annotations or ():
-        if ann.yref == "paper" and ann.yanchor == "bottom" and (ann.y or 0) >= 0.9:
-            lines = max(lines, str(ann.text or "").count("<br>") + 1)
-    legend = fig.layout.legend
-    if legend.orientation == "h" and (legend.y or 0) > 1:
+    for ann in layout.get("annotations") or ():
+        if ann.get("yref") == "paper" and ann.get("yanchor") == "bottom" and (ann.get("y") or 0) >= 0.9:
+            lines = max(lines, str(ann.get("text") or "").count("<br>") + 1)
+    legend = layout.get("legend") or {}
+    if legend.get("orientation") == "h" and (legend.get("y") or 0) > 1:
         lines += 2
     return int(max(36, lines * 1.4 * (font + 1) + 16))
 

@@ -28,7 +28,7 @@ from app.figures import (
     metrics_markdown,
     notice_of,
     ood_html,
-    to_figure,
+    plot_data,
     write_downloads,
 )
 from app.lesson import Quiz, feedback_html, split_lesson
@@ -617,9 +617,13 @@ def build_lab_page(
                 figure = figures[i]
                 try:
                     updates[plot] = gr.update(
-                        value=to_figure(figure), label=alt_text(figure, i), visible=True
+                        value=plot_data(figure), label=alt_text(figure, i), visible=True
                     )
-                except (ValueError, TypeError) as exc:  # a malformed figure must not hide the others
+                except (
+                    ValueError,
+                    TypeError,
+                    AttributeError,
+                ) as exc:  # a malformed figure must not hide the others
                     log.warning("figure %d of job %s unreadable: %s", i, job, exc)
                     updates[plot] = gr.update(
                         value=None, label=f"Figure {i + 1} could not be drawn", visible=True

@@ -80,3 +80,36 @@ def test_ood_notice_only_for_out_of_distribution_results() -> None:
     assert ood_html({}) == ""
     # the notice is not repeated as a column of the metrics table
     assert "ood" not in metrics_markdown({"cnn": {"top1": "ring"}, "ood": ood})
+
+
+def _without_empty(value: object) -> object:
+    """Plotly drops empty objects when it serialises a go.Figure; the page's JSON may keep them."""
+    if isinstance(value, dict):
+        kept = {k: _without_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v != {}}
+    if isinstance(value, list):
+        return [_without_empty(v) for v in value]
+    return value
+
+
+def test_the_page_draws_what_the_download_draws() -> None:
+    """The page's payload skips go.Figure; Plotly's own validation of the same dict is the reference."""
+    import numpy as np
+    import plotly.graph_objects as go
+
+    from app.figures import plot_data, styled
+    from backend import plots
+
+    figures = [
+        plots.probability_bars(["star", "ring"], {"cnn": [0.9, 0.1], "vit": [0.3, 0.7]}, "Predictions"),
+        plots.overlay_grid([("a", None, np.eye(4)), ("b", None, np.ones((4, 4)))], "two maps", scale="own"),
+    ]
+    for figure in figures:
+        before = json.dumps(figure)
+        page = json.loads(plot_data(figure).plot)
+        assert json.dumps(figure) == before  # the job's figure is not changed
+        go.Figure(styled(figure), skip_invalid=False)  # every property is one Plotly knows
+        assert _without_empty(page) == _without_empty(json.loads(to_figure(figure).to_json()))
+        assert "text" not in page["layout"]["title"] and page["layout"]["autosize"] is True
+        width = figure["layout"].get("width")  # kept as the width below which the page scrolls
+        assert page["layout"]["meta"].get("min_width") == width and "width" not in page["layout"]

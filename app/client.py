@@ -55,7 +55,8 @@ class ModelCard(BaseModel):
         acc = summary.get("test_accuracy") or {}
         if not isinstance(acc.get("mean"), int | float) or not isinstance(acc.get("std"), int | float):
             return None
-        return float(acc["mean"]), float(acc["std"]), int(summary.get("n", 0))
+        n = int(summary.get("n", 0))
+        return (float(acc["mean"]), float(acc["std"]), n) if n >= 2 else None  # one seed: no spread
 
     @property
     def ece(self) -> float | None:

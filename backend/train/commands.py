@@ -189,6 +189,7 @@ def zoo_table() -> list[dict[str, Any]]:
                 "name": e.name,
                 "family": e.family,
                 "regime": e.regime,
+                "dataset": e.dataset,
                 "params": c.get("params"),
                 "test_accuracy": c.get("test_accuracy"),
                 "ece": c.get("ece"),
@@ -207,11 +208,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Model zoo (shapes, 32×32, 8 classes)")
+    table = Table(title="Model zoo (accuracy on each model's own test split)")
     columns = (
         "name",
         "family",
         "regime",
+        "dataset",
         "params",
         "test acc",
         "mean ± std (seeds)",
@@ -230,10 +232,11 @@ def cmd_list(args: argparse.Namespace) -> int:
             r["name"],
             r["family"],
             r["regime"],
+            r["dataset"],
             fmt(r["params"], ","),
             fmt(r["test_accuracy"], ".3f"),
             "-"
-            if r["seeds"] is None
+            if (r["seeds"] or 0) < 2  # one seed has no spread to show
             else f"{r['test_accuracy_mean']:.3f} ± {r['test_accuracy_std']:.3f} ({r['seeds']})",
             fmt(r["ece"], ".3f"),
             fmt(r["steps"], "d"),

@@ -279,6 +279,13 @@ def cmd_seeds(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown zoo model(s): {', '.join(unknown)}; known: {', '.join(zoo_names())}")
         return 2
+    from backend.models import get_entry
+
+    # The spread is one of test accuracy: denoisers (PSNR) and the VLM have no such number.
+    others = [n for n in args.names if get_entry(n).task != "classification" or not get_entry(n).card()]
+    if others:
+        print(f"zoo seeds compares classifiers with a shipped card; not: {', '.join(others)}")
+        return 2
     for name, block in record_seeds(
         args.names, args.seeds, train=train_zoo_model, device=args.device, jobs=args.jobs
     ).items():

@@ -81,3 +81,11 @@ def test_zoo_list_shows_the_seed_spread(
     monkeypatch.setenv("COLUMNS", "200")  # one line per model, as in a wide terminal
     cmd_list(None)  # type: ignore[arg-type]
     assert f"{acc['mean']:.3f} ± {acc['std']:.3f} (2)" in capsys.readouterr().out
+
+
+def test_seeds_refuses_what_has_no_test_accuracy(capsys: pytest.CaptureFixture[str]) -> None:
+    from backend.cli import main
+
+    assert main(["zoo", "seeds", "unet-patches", "--seeds", "1"]) == 2
+    assert "classifiers" in capsys.readouterr().out
+    assert main(["zoo", "seeds", "nope"]) == 2

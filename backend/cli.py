@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         print("biaslab worker needs --redis URL (or BIASLAB_REDIS_URL)", file=sys.stderr)
         return 2
-    run_worker_process(settings, burst=args.burst)
+    run_worker_process(settings, burst=args.burst, threads=args.threads)
     return 0
 
 
@@ -198,6 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--redis", default=None, metavar="URL", help="Redis URL (or BIASLAB_REDIS_URL)")
     worker.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        choices=range(1, 17),
+        metavar="N",
+        help="workers in this process sharing its loaded models; their concurrent jobs share batched "
+        "forward passes (default 1)",
+    )
     worker.add_argument(
         "--timm",
         action="append",

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     image_ttl_s: int = 24 * 3600
 
     job_timeout_s: int = 600
+    # Dynamic batching (backend/jobs/batching.py): forward passes of up to this many concurrent jobs of a
+    # worker process run as one, gathered for at most this long; 1 turns it off.
+    batch_max_jobs: int = Field(default=8, ge=1, le=64)
+    batch_wait_ms: float = Field(default=5.0, ge=0.0, le=200.0)
     result_ttl_s: int = 3600  # finished results expire after this
     failure_ttl_s: int = 24 * 3600
     # Worker liveness: a heartbeat key with this TTL; jobs of workers whose key expired are re-queued.

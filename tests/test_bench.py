@@ -72,8 +72,14 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert z["peak_rss_mb"] >= z["rss_after_import_mb"] >= z["rss_torch_only_mb"] > 0
     assert "cnn-shapes" in z["models"]
 
+    b = res["batching"]
+    assert {r["family"] for r in b["forward_ceiling"]} == {"cnn", "convit", "vit", "mixer"}
+    assert all(_positive(r["gain"]) for r in b["forward_ceiling"])
+    # Eight concurrent jobs with batching on did share passes: more than one call per pass on average.
+    assert _positive(b["jobs"]["gain"]) and b["jobs"]["mean_batch"] > 1
+
     md = (out / "RESULTS.md").read_text()
-    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5."):
+    for heading in ("## Targets", "## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
         assert heading in md
     for r in cams:  # the table shows the measured figures, not placeholders
         assert f"{r['ratio']:.2f}×" in md

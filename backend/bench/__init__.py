@@ -5,6 +5,7 @@
 3. Service overhead: a job over HTTP against the same lab in-process, embedded and with Redis (service.py).
 4. A class of simulated students with 1, 2 and 4 workers (service.py).
 5. Start-up to the first answered job, and peak RSS with the whole zoo loaded (service.py, rss.py).
+6. Dynamic batching: its ceiling on forward passes, and its gain on concurrent jobs (batching.py).
 
 Results go to `<out>/results.json` and `<out>/RESULTS.md` (report.py).
 """
@@ -54,7 +55,7 @@ class BenchConfig:
 def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any]:
     import torch
 
-    from backend.bench import compute, service
+    from backend.bench import batching, compute, service
     from backend.bench.procs import Processes
     from backend.bench.report import render
     from backend.bench.timing import machine_info
@@ -75,11 +76,11 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
         sections[name] = round(now - mark, 1)
         mark = now
 
-    log("1/5 lab time against the bare computation")
+    log("1/6 lab time against the bare computation")
     results["lab_vs_bare"] = compute.lab_vs_bare(config.repeats)
     results["threads"] = compute.thread_ratio(config.repeats)
     lap("lab_vs_bare")
-    log("2/5 GradCAM against pytorch-grad-cam")
+    log("2/6 GradCAM against pytorch-grad-cam")
     results["gradcam_vs_library"] = compute.gradcam_vs_library(config.repeats, config.timm_models)
     lap("gradcam")
 
@@ -87,18 +88,18 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
         env = {"OMP_NUM_THREADS": str(config.threads)} if config.threads else {}
         procs = Processes(Path(tmp), env)
         try:
-            log("5/5 start-up of an embedded `biaslab serve`")
+            log("5/6 start-up of an embedded `biaslab serve`")
             floor = service.timed_import_floor()
             url, proc, startup = service.start_embedded(procs)
             results["startup"] = {**startup, "import_torch_s": floor}
             lap("startup")
-            log("3/5 service overhead, embedded queue")
+            log("3/6 service overhead, embedded queue")
             overhead = {"embedded": service.service_overhead(url, config.overhead_samples)}
             results["payloads"] = service.payload_sizes(url)
             procs.stop(proc)
             lap("embedded_overhead")
 
-            log("3/5 service overhead, Redis with `biaslab worker` processes")
+            log("3/6 service overhead, Redis with `biaslab worker` processes")
             redis_url = procs.redis()
             url, proc = procs.serve(["--redis", redis_url, "--workers", "0"], "serve-redis.log")
             workers_started = 0
@@ -116,7 +117,7 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
                 if n not in config.workers:
                     continue
                 for students in config.students:
-                    log(f"4/5 class load: {students} students, {n} worker(s)")
+                    log(f"4/6 class load: {students} students, {n} worker(s)")
                     load_rows.append({"workers": n, **service.class_load(url, students, images)})
                 lap(f"class_load_{n}_workers")
             results["service_overhead"] = overhead
@@ -126,6 +127,12 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
             procs.close()
     results["zoo_rss"] = service.zoo_peak_rss()
     lap("zoo_rss")
+    log("6/6 dynamic batching")
+    results["batching"] = {
+        "forward_ceiling": batching.forward_ceiling(config.repeats),
+        "jobs": batching.job_gain(config.repeats),
+    }
+    lap("batching")
     results["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     results["wall_s"] = time.perf_counter() - started
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -62,6 +62,18 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 r["overhead_p50_ms"] <= OVERHEAD_P50_MS and r["overhead_p99_ms"] <= OVERHEAD_P99_MS,
             )
         )
+    b = res.get("batching")
+    if b:
+        j = b["jobs"]
+        out.append(
+            (
+                "dynamic batching: concurrent jobs for the same lab and models share one pass "
+                "(throughput gain reported, no target)",
+                f"{j['concurrent_jobs']} concurrent {j['lab']} jobs: {j['off_jobs_per_s']:.2f} → "
+                f"{j['on_jobs_per_s']:.2f} jobs/s ({j['gain']:.2f}×), mean batch {j['mean_batch']:.1f}",
+                None,
+            )
+        )
     return out
 
 
@@ -290,4 +302,40 @@ def render(res: dict[str, Any]) -> str:
             + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()),
             "",
         ]
+    if "batching" in res:
+        lines += _batching(res["batching"])
     return "\n".join(lines)
+
+
+def _batching(b: dict[str, Any]) -> list[str]:
+    j = b["jobs"]
+    lines = ["## 6. Dynamic batching", ""]
+    lines += [
+        "Ceiling: single-image forward passes against one pass over the same images (no queue, no "
+        "figures). Jobs: concurrent predict jobs in one worker process, one thread each (as "
+        "`biaslab serve --workers N` or `biaslab worker --threads N` run them), each on its own image, "
+        f"with batching off and on (up to {j['max_jobs']} jobs, {j['wait_ms']:.0f} ms), rounds interleaved.",
+        "",
+    ]
+    lines += _table(
+        ["model", "images", "one at a time ms", "one batch ms", "ceiling"],
+        [
+            [r["model"], str(r["images"]), _f(r["singles_ms"], 1), _f(r["batch_ms"], 1), f"{r['gain']:.2f}×"]
+            for r in b["forward_ceiling"]
+        ],
+    )
+    lines += _table(
+        ["lab", "concurrent jobs", "rounds", "jobs/s off", "jobs/s on", "gain", "mean batch"],
+        [
+            [
+                j["lab"],
+                str(j["concurrent_jobs"]),
+                str(j["rounds"]),
+                _f(j["off_jobs_per_s"]),
+                _f(j["on_jobs_per_s"]),
+                f"{j['gain']:.2f}×",
+                _f(j["mean_batch"], 1),
+            ]
+        ],
+    )
+    return lines

@@ -9,13 +9,14 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import torch
 from PIL import Image
 
 from backend.config import Settings, get_settings
+from backend.jobs.batching import BATCHER
 from backend.jobs.validate import JobRequestError, validate_job
 from backend.labs import LabContext, LabResult, LoadedModel
 from backend.labs.base import to_jsonable
@@ -84,6 +85,31 @@ def load_model(name: str, device: str) -> LoadedModel:
 
 
 @contextmanager
+def _unlocked_models(names: list[str], device: str, progress: ProgressFn) -> Iterator[list[LoadedModel]]:
+    """The job's models without their locks, for a lab that locks each pass itself (`ctx.forward`)."""
+    yield [
+        MODELS.get(
+            n,
+            device,
+            functools.partial(_slice, progress, i / len(names), (i + 1) / len(names), f"building {n}"),
+        )[0]
+        for i, n in enumerate(names)
+    ]
+
+
+def _batched_forward(device: str, model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    """The model's output for x, in one pass with other jobs' inputs when they arrive together."""
+    lock = MODELS.get(model.name, device)[1]
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.module(batch)
+
+    # Under the model's lock: a hooking lab's hooks never see these rows.
+    return BATCHER.forward((model.name, device), run, x, lock)
+
+
+@contextmanager
 def _locked_models(names: list[str], device: str, progress: ProgressFn) -> Iterator[list[LoadedModel]]:
     loaded = {}
     for i, n in enumerate(names):
@@ -144,7 +170,9 @@ def run_lab(
 
     report(0.0, "loading models")
     # No global no_grad: attribution labs need gradients; labs pick their own grad mode.
-    with _locked_models(job.models, device, report) as models:
+    models_for = _locked_models if lab.locks_models else _unlocked_models
+    in_flight = nullcontext() if lab.locks_models else BATCHER.job()  # jobs that may join a batch
+    with in_flight, models_for(job.models, device, report) as models:
         ctx = LabContext(
             models=models,
             image=image,
@@ -153,6 +181,7 @@ def run_lab(
             load_model=lambda n: load_model(n, device),
             text=job.text,
             publish=draw_partial,
+            forward=LabContext.forward if lab.locks_models else functools.partial(_batched_forward, device),
         )
         result = lab.run(ctx, p)
     report(0.92, "drawing figures")

@@ -20,6 +20,7 @@ import functools
 import gc
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from rq.registry import StartedJobRegistry
 from rq.timeouts import TimerDeathPenalty
 
 from backend.config import Settings
+from backend.jobs.batching import BATCHER
 from backend.jobs.connection import connect
 from backend.jobs.execute import bind_worker, unbind_worker
 from backend.jobs.keys import alive_key, requeue_claim_key
@@ -291,6 +293,7 @@ class EmbeddedWorkers:
         self.threads: list[threading.Thread] = []
 
     def start(self) -> EmbeddedWorkers:
+        BATCHER.configure(self.settings.batch_max_jobs, self.settings.batch_wait_ms / 1000)
         for i in range(self.count):
             conn = connect(self.settings.redis_url)
             name = worker_name(f"biaslab-embedded{i}")
@@ -319,8 +322,12 @@ class EmbeddedWorkers:
             unbind_worker(hb.name)
 
 
-def run_worker_process(settings: Settings, burst: bool = False) -> None:
-    """`biaslab worker`: one process, models stay loaded; survives Redis restarts."""
+def run_worker_process(settings: Settings, burst: bool = False, threads: int = 1) -> None:
+    """`biaslab worker`: one process, models stay loaded; survives Redis restarts.
+
+    With `threads` > 1 the process runs that many workers on the same loaded models, so concurrent
+    jobs for the same models can share batched forward passes (backend/jobs/batching.py).
+    """
     from backend.models.registry import register_timm_specs
 
     register_timm_specs(settings.timm_models)  # the API's own timm checkpoints, so their jobs run here
@@ -332,8 +339,58 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
     from backend.labs.base import list_labs
 
     list_labs()
+    BATCHER.configure(settings.batch_max_jobs, settings.batch_wait_ms / 1000)
+    sweeper = Sweeper(connect(settings.redis_url, role="api", settings=settings), settings).start()
+    try:
+        if threads <= 1:
+            _work_until_stopped(settings, burst, BiaslabWorker, [])
+            return
+        current: list[BiaslabWorker] = []  # every thread's worker, to stop them on a signal
+        beats: dict[int, Heartbeat] = {}  # by thread id
+        stopping = threading.Event()
+
+        def stop(signum: int, frame: object) -> None:
+            log.warning("stopping %d worker threads after their current jobs", threads)
+            for w in list(current):
+                w.stop_asked = w._stop_requested = True  # take no new job
+            stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        pool = [
+            threading.Thread(
+                target=_work_until_stopped, args=(settings, burst, ThreadWorker, current, beats), daemon=True
+            )
+            for _ in range(threads)
+        ]
+        for t in pool:
+            t.start()
+        # Idle threads sit in rq's blocking dequeue (minutes) and only a main-thread signal can break
+        # it, so once every running job is done the process ends without them: their heartbeats are
+        # removed here, and a job one of them dequeued meanwhile is re-queued by the sweeper.
+        while any(t.is_alive() for t in pool):
+            if stopping.is_set() and all(w.running is None for w in list(current)):
+                break
+            time.sleep(0.2)
+        for hb in list(beats.values()):
+            hb.stop()
+        for w in list(current):
+            with contextlib.suppress(redis.RedisError):
+                w.register_death()
+    finally:
+        sweeper.stop()
+
+
+def _work_until_stopped(
+    settings: Settings,
+    burst: bool,
+    worker_class: type[BiaslabWorker],
+    current: list[BiaslabWorker],
+    beats: dict[int, Heartbeat] | None = None,
+) -> None:
+    """One worker's life: rq's loop, started again whenever a Redis error ends it."""
     conn = connect(settings.redis_url)  # waits out Redis outages: the running job survives them
-    fast = connect(settings.redis_url, role="api", settings=settings)  # heartbeat and sweeper
+    fast = connect(settings.redis_url, role="api", settings=settings)  # heartbeat
     name = worker_name()
     bind_worker(name, settings)
     holder: list[BiaslabWorker] = []
@@ -343,11 +400,15 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
             holder[-1].reassert_job(c)
 
     heartbeat = Heartbeat(fast, name, settings.heartbeat_ttl_s, reassert, settings.device).start()
-    sweeper = Sweeper(connect(settings.redis_url, role="api", settings=settings), settings).start()
+    beats = {} if beats is None else beats
+    beats[threading.get_ident()] = heartbeat
     try:
         while True:
-            worker = BiaslabWorker([settings.queue_name], connection=conn, name=name)
+            worker = worker_class([settings.queue_name], connection=conn, name=name)
+            if holder and holder[-1] in current:
+                current.remove(holder[-1])
             holder[:] = [worker]
+            current.append(worker)
             try:
                 worker.work(with_scheduler=False, burst=burst, logging_level="INFO")
             except redis.ConnectionError as exc:
@@ -364,6 +425,7 @@ def run_worker_process(settings: Settings, burst: bool = False) -> None:
             bind_worker(name, settings)
             heartbeat.stop()
             heartbeat = Heartbeat(fast, name, settings.heartbeat_ttl_s, reassert, settings.device).start()
+            beats[threading.get_ident()] = heartbeat
     finally:
         heartbeat.stop()
-        sweeper.stop()
+        unbind_worker(name)

@@ -57,6 +57,10 @@ def _ignore_partial(result: LabResult) -> None:
     return None
 
 
+def _plain_forward(model: LoadedModel, x: torch.Tensor) -> torch.Tensor:
+    return model.module(x)
+
+
 @dataclass
 class LabContext:
     models: list[LoadedModel]
@@ -69,6 +73,9 @@ class LabContext:
     text: str | None = None  # the lab's text input (a question), when it declares one
     # Publish a partial result: the runner draws it with the lab's `figures` and shows it at once.
     publish: Callable[[LabResult], None] = _ignore_partial
+    # `model.module(x)` for a lab that never hooks its models (`locks_models = False`): the worker may run
+    # it in one batched pass with other jobs' inputs (backend/jobs/batching.py). Call it under no_grad.
+    forward: Callable[[LoadedModel, torch.Tensor], torch.Tensor] = _plain_forward
 
 
 class Lab(ABC):
@@ -84,6 +91,9 @@ class Lab(ABC):
     text_input: ClassVar[TextInputSpec | None] = None
     max_models: ClassVar[int] = 4
     default_models: ClassVar[tuple[str, ...]] = ()
+    # True: the job holds its models' locks throughout, so it may hook them. False: the lab only runs
+    # its models through `ctx.forward`, which locks a model per pass, so concurrent jobs can share passes.
+    locks_models: ClassVar[bool] = True
 
     @abstractmethod
     def run(self, ctx: LabContext, params: Any) -> LabResult: ...

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from backend import plots
-from backend.labs.base import Lab, LabContext, LabParams, LabResult, register_lab
+from backend.labs.base import Lab, LabContext, LabParams, LabResult, LoadedModel, register_lab
 from backend.models.preprocess import display_image, preprocess
 
 MAX_AUGMENTED_IMAGES = 20_000  # tta_samples × models: keeps one job near a minute and a half on a CPU
@@ -61,6 +61,7 @@ class PredictLab(Lab):
     description = "What each model answers for the same image, and how sure it is."
     Params = PredictParams
     default_models = ("cnn-shapes", "convit-shapes", "deit-shapes")
+    locks_models = False  # plain forward passes only: concurrent predict jobs share batched passes
 
     def request_problems(self, params: Any, models: list[str]) -> list[str]:
         # About 20 s per 1,000 augmentations on four models on one CPU thread (measured).
@@ -82,8 +83,8 @@ class PredictLab(Lab):
             if size not in inputs:
                 inputs[size] = display_image(ctx.image, m.module)
             with torch.no_grad():
-                probs = torch.softmax(m.module(x).float(), dim=-1)[0].cpu().numpy()
-                tta = self._tta(ctx, m.module, x, params, i, n_models) if params.tta_samples else None
+                probs = torch.softmax(ctx.forward(m, x).float(), dim=-1)[0].cpu().numpy()
+                tta = self._tta(ctx, m, x, params, i, n_models) if params.tta_samples else None
             k = min(params.top_k, probs.shape[0])
             top = np.argsort(-probs)[:k]
             names = list(m.entry.class_names)
@@ -102,7 +103,7 @@ class PredictLab(Lab):
 
     @staticmethod
     def _tta(
-        ctx: LabContext, model: torch.nn.Module, x: torch.Tensor, params: Any, i: int, n_models: int
+        ctx: LabContext, model: LoadedModel, x: torch.Tensor, params: Any, i: int, n_models: int
     ) -> np.ndarray:
         gen = torch.Generator().manual_seed(params.seed)
         total, batch = params.tta_samples, 64
@@ -110,7 +111,7 @@ class PredictLab(Lab):
         for start in range(0, total, batch):
             n = min(batch, total - start)
             xb = augment(x.cpu(), n, params.max_shift, gen).to(ctx.device)
-            p = torch.softmax(model(xb).float(), dim=-1).sum(0).cpu()
+            p = torch.softmax(ctx.forward(model, xb).float(), dim=-1).sum(0).cpu()
             acc = acc + p
             ctx.progress((i + (start + n) / total) / n_models, f"{start + n}/{total} augmentations")
         return (acc / total).numpy()

@@ -1,7 +1,8 @@
 """The job system end to end, in both modes, through real processes:
 
 - embedded: one `biaslab serve` with in-process workers, no Redis server;
-- redis: a real redis-server, `biaslab serve --redis` and two `biaslab worker` processes.
+- redis: a real redis-server, `biaslab serve --redis` and two `biaslab worker` processes, one of them
+  with two worker threads (`--threads 2`).
 
 Jobs run the real `predict` lab on the shipped `cnn-shapes` model; long jobs use its test-time
 augmentation so there is something to cancel, time out or kill.
@@ -39,9 +40,10 @@ class Stack:
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, name: str, threads: int = 1) -> subprocess.Popen[bytes]:
         assert self.redis is not None
-        proc = start_biaslab(["worker", "--redis", self.redis.url], self.tmp / f"{name}.log", FAST_RECOVERY)
+        args = ["worker", "--redis", self.redis.url, "--threads", str(threads)]
+        proc = start_biaslab(args, self.tmp / f"{name}.log", FAST_RECOVERY)
         self.workers.append(proc)
         return proc
 
@@ -75,9 +77,9 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         st.procs.append(serve)
         if st.redis:
             st.start_worker("worker-a")
-            st.start_worker("worker-b")
+            st.start_worker("worker-b", threads=2)
         wait_healthy(st.url, serve, tmp / "serve.log")
-        expected = 2 if st.redis else 1
+        expected = 3 if st.redis else 1
         with st.client() as c:
             wait_until(lambda: c.get("/api/health").json()["workers"] >= expected, 120, 0.5, what="workers")
         yield st
@@ -223,3 +225,37 @@ def test_api_and_workers_reconnect_after_redis_restarts(stack: Stack) -> None:
         wait_until(lambda: c.get("/api/health").json().get("workers", 0) >= 1, 60, 0.5, what="workers back")
         view = wait_done(c, submit(c), 60)
     assert view["status"] == "finished"
+
+
+def test_threaded_worker_shares_jobs_and_stops_cleanly_on_sigterm(stack: Stack) -> None:
+    """`biaslab worker --threads 2`: two workers in one process take jobs side by side, and SIGTERM
+    stops both after their current jobs, with exit status 0 and nothing left running."""
+    if stack.mode != "redis":
+        pytest.skip("worker processes exist only in Redis mode")
+    assert stack.redis is not None
+    from rq.job import Job
+
+    conn = redis.Redis.from_url(stack.redis.url)
+    proc = stack.start_worker("worker-threads", threads=2)
+    with stack.client() as c:
+        wait_until(
+            lambda: (
+                sum(f"-{proc.pid}-" in w["name"] for w in c.get("/api/health").json()["worker_info"]) == 2
+            ),
+            120,
+            0.5,
+            what="the two threads of the new worker",
+        )
+        ids = [submit(c, {"tta_samples": 1500}) for _ in range(8)]
+        views = [wait_done(c, i, 240) for i in ids]
+        assert [v["status"] for v in views] == ["finished"] * 8
+        names = {Job.fetch(i, connection=conn).worker_name for i in ids}
+        assert len({n for n in names if n and f"-{proc.pid}-" in n}) == 2  # both threads ran jobs
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        wait_until(
+            lambda: all(f"-{proc.pid}-" not in w["name"] for w in c.get("/api/health").json()["worker_info"]),
+            30,
+            0.5,
+            what="the stopped worker's heartbeats to go",
+        )

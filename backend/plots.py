@@ -17,8 +17,11 @@ from typing import Any, Literal
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+from _plotly_utils.utils import convert_to_base64
 from PIL import Image
 from plotly.subplots import make_subplots
+
+from backend.plotdict import DictFigure
 
 # Every go.Figure() copies and validates the default template, and setting one does it again: two thirds
 # of the time a job spent drawing its figures. So figures are built without one, and `to_json` adds the
@@ -46,13 +49,17 @@ LEGEND_BELOW: dict[str, Any] = {
 }
 
 
-def to_json(fig: go.Figure, alt: str | None = None, notice: str | None = None) -> dict[str, Any]:
-    """Figure -> plain JSON dict (numpy arrays become lists).
+def to_json(
+    fig: go.Figure | dict[str, Any], alt: str | None = None, notice: str | None = None
+) -> dict[str, Any]:
+    """Figure (a go.Figure, or a figure dict built without Plotly's validation) -> plain JSON dict.
 
     `layout.meta.alt` is the alt text; `layout.meta.notice` is the one or two sentence "what to notice"
     the page shows under the figure. The common layout is merged into the serialised dict: the same
     two `update_layout` calls on the figure took two thirds of a small job's drawing time.
     """
+    if isinstance(fig, dict):  # numpy arrays as Plotly's typed arrays, as a go.Figure would send them
+        convert_to_base64(fig)  # in place
     out: dict[str, Any] = json.loads(pio.to_json(fig, validate=False, engine="orjson"))
     layout = out.setdefault("layout", {})
     title = layout.get("title") or {}
@@ -93,15 +100,28 @@ def _template_json() -> dict[str, Any]:
 INLINE_PIXELS = 64 * 64  # larger images travel as one PNG instead of a JSON array of pixel values
 
 
-def _image_trace(image: np.ndarray) -> go.Image:
+@functools.cache
+def _sequential_scale_json() -> str:
+    # Plotly sends a named scale as its list of stops; dict-built figures must send the same.
+    return json.dumps(go.Heatmap(colorscale=SEQUENTIAL).to_plotly_json()["colorscale"])
+
+
+def _sequential_scale() -> list[list[Any]]:
+    out: list[list[Any]] = json.loads(_sequential_scale_json())
+    return out
+
+
+def _image_trace(image: np.ndarray) -> dict[str, Any]:
     rgb = (np.clip(image, 0, 1) * 255).astype(np.uint8)
     if rgb.shape[0] * rgb.shape[1] <= INLINE_PIXELS:
-        return go.Image(z=rgb, hoverinfo="skip")  # Plotly draws z pixels unsmoothed: crisp squares
+        return {"type": "image", "z": rgb, "hoverinfo": "skip"}  # Plotly draws z pixels unsmoothed
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
-    return go.Image(
-        source="data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), hoverinfo="skip"
-    )
+    return {
+        "type": "image",
+        "source": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(),
+        "hoverinfo": "skip",
+    }
 
 
 def heatmap_overlay(
@@ -114,15 +134,15 @@ def heatmap_overlay(
     colorbar_title: str = "",
 ) -> dict[str, Any]:
     """A (H, W) map drawn over an (H', W', 3) image; the map is stretched over the image extent."""
-    fig = go.Figure()
+    fig = DictFigure()
     add_overlay(fig, image, heat, signed=signed, opacity=opacity, colorbar_title=colorbar_title)
     fig.update_layout(title=title, width=520, height=500, margin={"r": 90})
     _square_axes(fig)
-    return to_json(fig)
+    return to_json(fig.to_dict())
 
 
 def add_overlay(
-    fig: go.Figure,
+    fig: DictFigure,
     image: np.ndarray | None,
     heat: np.ndarray,
     *,
@@ -148,25 +168,26 @@ def add_overlay(
         x0 = y0 = 0.0
     zmin, zmax = limits if limits is not None else map_limits([heat], signed)
     fig.add_trace(
-        go.Heatmap(
-            z=heat,
-            x0=x0,
-            dx=dx,
-            y0=y0,
-            dy=dy,
-            colorscale=DIVERGING if signed else SEQUENTIAL,
-            zmin=zmin,
-            zmax=zmax,
-            opacity=opacity if image is not None else 1.0,
-            showscale=showscale,
-            colorbar={
+        {
+            "type": "heatmap",
+            "z": heat,
+            "x0": x0,
+            "dx": dx,
+            "y0": y0,
+            "dy": dy,
+            "colorscale": DIVERGING if signed else _sequential_scale(),
+            "zmin": zmin,
+            "zmax": zmax,
+            "opacity": opacity if image is not None else 1.0,
+            "showscale": showscale,
+            "colorbar": {
                 "title": {"text": colorbar_title, "side": "right"},
                 "thickness": 14,
                 "exponentformat": "e",
                 **(colorbar or {}),
             },
-            hovertemplate="row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
-        ),
+            "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
+        },
         row=row,
         col=col,
     )
@@ -191,7 +212,7 @@ def _panel_titles(panels: Sequence[tuple[Any, ...]]) -> list[str]:
 
 
 def _grid_maps(
-    fig: go.Figure,
+    fig: DictFigure,
     panels: Sequence[tuple[Any, ...]],
     cols: int,
     rows: int,
@@ -207,8 +228,7 @@ def _grid_maps(
         bar: dict[str, Any] | None = None
         if scale == "own":
             # A short horizontal bar under its own panel (vertical ones collide with the next panel).
-            xd = fig.get_subplot(r, c).xaxis.domain
-            yd = fig.get_subplot(r, c).yaxis.domain
+            xd, yd = fig.domains(r, c)
             lo, hi = map_limits([panel[2]], signed)
             # Ticks at the two ends only: a narrow bar has no room for more labels without overlap.
             bar = {"orientation": "h", "x": (xd[0] + xd[1]) / 2, "xanchor": "center", "len": (xd[1] - xd[0]),
@@ -221,7 +241,7 @@ def _grid_maps(
         )  # fmt: skip
 
 
-def _grid_layout(fig: go.Figure, title: str, rows: int, cols: int, scale: Scale) -> None:
+def _grid_layout(fig: DictFigure, title: str, rows: int, cols: int, scale: Scale) -> None:
     what = "one colour scale for all panels" if scale == "shared" else "each panel has its own colour scale"
     fig.update_layout(
         title=f"{title}<br><sup>{what}</sup>",
@@ -258,14 +278,14 @@ def overlay_grid(
     own range and carries its own colour bar; the figure's subtitle says which.
     """
     cols, rows, spacing = _grid(len(panels), cols, scale)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_panel_titles(panels), **spacing)
+    fig = DictFigure.subplots(rows=rows, cols=cols, subplot_titles=_panel_titles(panels), **spacing)
     _grid_maps(fig, panels, cols, rows, signed=signed, scale=scale, colorbar_title=colorbar_title)
     _grid_layout(fig, title, rows, cols, scale)
     _square_axes(fig)
-    return to_json(fig, notice=notice)
+    return to_json(fig.to_dict(), notice=notice)
 
 
-def _square_axes(fig: go.Figure) -> None:
+def _square_axes(fig: DictFigure) -> None:
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed")
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
@@ -319,38 +339,40 @@ def probability_bars(
     notice: str | None = None,
 ) -> dict[str, Any]:
     """Class probabilities of several models in ONE chart: one colour per model, the classes in the
-    given order (top to bottom) for every model, and the axis fixed to 0–1 so bar lengths compare."""
-    fig = go.Figure()
+    given order (top to bottom) for every model, and the axis fixed to 0–1 so bar lengths compare.
+    Built as a dict: it is drawn for every predict job, and Plotly's validation cost more than the job."""
+    data = []
     for i, (model, probs) in enumerate(per_model.items()):
         vals = [float(v) for v in probs]
-        fig.add_trace(
-            go.Bar(
-                name=model,
-                y=list(classes),
-                x=vals,
-                orientation="h",
-                marker_color=PALETTE[i % len(PALETTE)],
-                text=[f"{v:.0%}" if v >= 0.005 else "" for v in vals],  # no pile of "0%" labels
-                textposition="outside",
-                cliponaxis=False,
-                hovertemplate=f"{model}: %{{y}} %{{x:.1%}}<extra></extra>",
-            )
+        data.append(
+            {
+                "type": "bar",
+                "name": model,
+                "y": list(classes),
+                "x": vals,
+                "orientation": "h",
+                "marker": {"color": PALETTE[i % len(PALETTE)]},
+                "text": [f"{v:.0%}" if v >= 0.005 else "" for v in vals],  # no pile of "0%" labels
+                "textposition": "outside",
+                "cliponaxis": False,
+                "hovertemplate": f"{model}: %{{y}} %{{x:.1%}}<extra></extra>",
+            }
         )
     n = max(len(classes), 1) * max(len(per_model), 1)
-    fig.update_layout(
-        title=title,
-        barmode="group",
-        height=min(900, 170 + 26 * n),
-        bargap=0.25,
-        legend={**LEGEND_BELOW, "traceorder": "normal"},
-        margin={"t": 60, "r": 64, "b": 140},
-    )
-    fig.update_xaxes(
-        title="probability", range=[0, 1], tickvals=[0, 0.25, 0.5, 0.75, 1.0], tickformat=".0%",
-        showgrid=True, zeroline=True,
-    )  # fmt: skip
-    fig.update_yaxes(autorange="reversed", categoryorder="array", categoryarray=list(classes))
-    return to_json(fig, notice=notice)
+    layout = {
+        "title": {"text": title},
+        "barmode": "group",
+        "height": min(900, 170 + 26 * n),
+        "bargap": 0.25,
+        "legend": {**LEGEND_BELOW, "traceorder": "normal"},
+        "margin": {"t": 60, "r": 64, "b": 140},
+        "xaxis": {
+            "title": {"text": "probability"}, "range": [0, 1], "tickvals": [0, 0.25, 0.5, 0.75, 1.0],
+            "tickformat": ".0%", "showgrid": True, "zeroline": True,
+        },
+        "yaxis": {"autorange": "reversed", "categoryorder": "array", "categoryarray": list(classes)},
+    }  # fmt: skip
+    return to_json({"data": data, "layout": layout}, notice=notice)
 
 
 def image_pair(
@@ -361,7 +383,7 @@ def image_pair(
 ) -> dict[str, Any]:
     """Images side by side at their own pixel grids (e.g. the upload and the exact 32×32 model input);
     Plotly draws image traces without smoothing, so every model pixel is a visible square."""
-    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
+    fig = DictFigure.subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels])
     for i, (_, image) in enumerate(panels):
         fig.add_trace(_image_trace(image), row=1, col=i + 1)
     fig.update_layout(
@@ -373,7 +395,7 @@ def image_pair(
     fig.update_annotations(font_size=14)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
-    return to_json(fig, notice=notice)
+    return to_json(fig.to_dict(), notice=notice)
 
 
 def layer_scatter(
@@ -520,7 +542,7 @@ def overlay_grid_marked(
 ) -> dict[str, Any]:
     """Like `overlay_grid`, with an optional (row, col) cell of each map outlined (e.g. the query patch)."""
     cols, rows, spacing = _grid(len(panels), cols, scale)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=_panel_titles(panels), **spacing)
+    fig = DictFigure.subplots(rows=rows, cols=cols, subplot_titles=_panel_titles(panels), **spacing)
     _grid_maps(fig, panels, cols, rows, signed=signed, scale=scale, colorbar_title=colorbar_title)
     shown = False
     for i, (_, image, heat, mark) in enumerate(panels):
@@ -535,15 +557,16 @@ def overlay_grid_marked(
         else:
             x, y = float(mark[1]), float(mark[0])
         fig.add_trace(
-            go.Scatter(
-                x=[x],
-                y=[y],
-                mode="markers",
-                name=marker_label,
-                showlegend=not shown,
-                marker={"symbol": "square-open", "size": 16, "color": "#D55E00", "line": {"width": 3}},
-                hovertemplate=f"{marker_label}: row {mark[0]}, col {mark[1]}<extra></extra>",
-            ),
+            {
+                "type": "scatter",
+                "x": [x],
+                "y": [y],
+                "mode": "markers",
+                "name": marker_label,
+                "showlegend": not shown,
+                "marker": {"symbol": "square-open", "size": 16, "color": "#D55E00", "line": {"width": 3}},
+                "hovertemplate": f"{marker_label}: row {mark[0]}, col {mark[1]}<extra></extra>",
+            },
             row=r,
             col=c,
         )
@@ -551,10 +574,10 @@ def overlay_grid_marked(
     _grid_layout(fig, title, rows, cols, scale)
     if shown:  # a legend above the grid collided with the panel titles; say it in the subtitle instead
         fig.update_traces(showlegend=False, selector={"type": "scatter"})
-        text = fig.layout.title.text.replace("<sup>", f"<sup>orange square: the {marker_label} · ", 1)
+        text = fig.layout["title"]["text"].replace("<sup>", f"<sup>orange square: the {marker_label} · ", 1)
         fig.update_layout(title_text=text)
     _square_axes(fig)
-    return to_json(fig, notice=notice)
+    return to_json(fig.to_dict(), notice=notice)
 
 
 def head_layer_scatter(
@@ -568,7 +591,7 @@ def head_layer_scatter(
     (L, H) arrays (e.g. "probe set" as filled circles, "this image" as open diamonds), the first one's
     per-layer mean drawn as a line. `references` are horizontal dashed lines over all layers."""
     symbols = ["circle", "diamond-open", "square-open", "x"]
-    fig = go.Figure()
+    fig = DictFigure()
     max_layers = 1
     for i, (model, kinds) in enumerate(per_model.items()):
         colour = PALETTE[i % len(PALETTE)]
@@ -582,38 +605,46 @@ def head_layer_scatter(
             xs = (np.arange(L)[:, None] + jitter[None, :]).ravel()
             heads = np.tile(np.arange(H), L)
             fig.add_trace(
-                go.Scatter(
-                    x=xs.tolist(),
-                    y=v.ravel().tolist(),
-                    mode="markers",
-                    name=f"{model}: {kind}",
-                    customdata=np.stack([np.repeat(np.arange(L), H), heads], -1).tolist(),
-                    hovertemplate="layer %{customdata[0]}, head %{customdata[1]}: %{y:.3g}<extra></extra>",
-                    marker={"color": colour, "size": 9, "symbol": symbols[j % len(symbols)], "opacity": 0.85},
-                )
+                {
+                    "type": "scatter",
+                    "x": xs.tolist(),
+                    "y": v.ravel().tolist(),
+                    "mode": "markers",
+                    "name": f"{model}: {kind}",
+                    "customdata": np.stack([np.repeat(np.arange(L), H), heads], -1).tolist(),
+                    "hovertemplate": "layer %{customdata[0]}, head %{customdata[1]}: %{y:.3g}<extra></extra>",
+                    "marker": {
+                        "color": colour,
+                        "size": 9,
+                        "symbol": symbols[j % len(symbols)],
+                        "opacity": 0.85,
+                    },
+                }
             )
             if j == 0:
                 fig.add_trace(
-                    go.Scatter(
-                        x=list(range(L)),
-                        y=v.mean(1).tolist(),
-                        mode="lines",
-                        name=f"{model}: mean over heads ({kind})",
-                        line={"color": colour, "width": 2},
-                    )
+                    {
+                        "type": "scatter",
+                        "x": list(range(L)),
+                        "y": v.mean(1).tolist(),
+                        "mode": "lines",
+                        "name": f"{model}: mean over heads ({kind})",
+                        "line": {"color": colour, "width": 2},
+                    }
                 )
     for k, (label, ys) in enumerate((references or {}).items()):
         vals = list(ys)
         xs_ref = list(range(len(vals))) if len(vals) > 1 else [-0.3, max_layers - 0.7]
         vals = vals if len(vals) > 1 else vals * 2
         fig.add_trace(
-            go.Scatter(
-                x=xs_ref,
-                y=vals,
-                mode="lines",
-                name=label,
-                line={"color": PALETTE[(len(per_model) + k) % len(PALETTE)], "dash": "dash", "width": 2},
-            )
+            {
+                "type": "scatter",
+                "x": xs_ref,
+                "y": vals,
+                "mode": "lines",
+                "name": label,
+                "line": {"color": PALETTE[(len(per_model) + k) % len(PALETTE)], "dash": "dash", "width": 2},
+            }
         )
     fig.update_layout(
         title=title,
@@ -624,7 +655,7 @@ def head_layer_scatter(
         margin={"b": 230},  # room for a legend of several rows under the axis title
     )
     fig.update_xaxes(dtick=1)
-    return to_json(fig)
+    return to_json(fig.to_dict())
 
 
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "hexagon")

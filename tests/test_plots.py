@@ -3,6 +3,9 @@ one colour scale or one labelled bar per map, readable ticks, labels that do not
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 
 from backend import plots
@@ -123,3 +126,53 @@ def test_to_json_merges_the_common_layout_as_plotly_would() -> None:
     assert ours["layout"]["title"]["pad"]["b"] == 60  # the builder's padding is kept; 24 otherwise
     assert plots.to_json(go.Figure(layout={"title": {"text": "t"}}))["layout"]["title"]["pad"]["b"] == 24
     assert plots.to_json(go.Figure())["layout"]["meta"] == {"alt": ""}
+
+
+def _same_steps(fig: Any, subplots: bool) -> Any:
+    """The calls the dict-built builders make, applied to either kind of figure."""
+    rng = np.random.default_rng(1)
+    fig.add_trace(
+        plots._image_trace(rng.random((8, 8, 3))), row=1 if subplots else None, col=1 if subplots else None
+    )
+    fig.add_trace(
+        {"type": "heatmap", "z": rng.random((4, 4)), "colorscale": plots.DIVERGING, "colorbar": {"len": 0.4}},
+        row=2 if subplots else None,
+        col=3 if subplots else None,
+    )
+    fig.add_trace({"type": "scatter", "x": [1.0], "y": [2.0], "mode": "markers", "showlegend": True})
+    fig.update_layout(title="one<br><sup>two</sup>", height=400, margin={"r": 90}, title_pad_b=72)
+    fig.update_layout(title_text="three", xaxis_title="layer", legend=plots.LEGEND_BELOW)
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(autorange="reversed", scaleanchor="x", scaleratio=1)
+    if subplots:
+        fig.update_yaxes(row=2, col=2, title="accuracy", range=[0, 1])
+        fig.update_annotations(font_size=15)
+    fig.update_traces(showlegend=False, selector={"type": "scatter"})
+    return fig
+
+
+def test_dict_figures_serialise_as_the_plotly_figures_they_stand_for() -> None:
+    """Independent check of backend.plotdict: Plotly's own make_subplots and update_* calls are the
+    reference; the dict figure must serialise to exactly the same JSON."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from backend.plotdict import DictFigure
+
+    titles = ["a: x<br>y", "", "c", "d", "e"]  # an empty title gets no annotation in either
+    spacing = {"vertical_spacing": 0.2, "horizontal_spacing": 0.05}
+    cases = [
+        (go.Figure(), DictFigure(), False),
+        (
+            make_subplots(2, 3, subplot_titles=titles, **spacing),
+            DictFigure.subplots(2, 3, titles, **spacing),
+            True,
+        ),
+    ]
+    for reference, ours, subplots in cases:
+        want = plots.to_json(_same_steps(reference, subplots), notice="n")
+        got = plots.to_json(_same_steps(ours, subplots).to_dict(), notice="n")
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+    # A named colour scale travels as the list of stops Plotly expands it to.
+    expanded = go.Heatmap(colorscale=plots.SEQUENTIAL).to_plotly_json()["colorscale"]
+    assert plots._sequential_scale() == [list(stop) for stop in expanded]

@@ -980,13 +980,13 @@ def xy_panels(
 # --- Sanity checks, baselines and references (appended for the ConViT labs, issue 14) ---------------
 
 
-def _top_title(fig: go.Figure, title: str, top: int = 200) -> None:
+def _top_title(fig: go.Figure | DictFigure, title: str, top: int = 200) -> None:
     """A tall top margin: the UI wraps long titles onto several lines, which must not run into the panel
     titles below them."""
     fig.update_layout(title=title, margin={"t": top})
 
 
-def _square_each(fig: go.Figure, n: int) -> None:
+def _square_each(fig: go.Figure | DictFigure, n: int) -> None:
     """Image-like axes, each subplot square on its own (anchoring all to the first x distorts the rest)."""
     for k in range(1, n + 1):
         sx = "" if k == 1 else str(k)
@@ -1021,7 +1021,7 @@ def overlay_rows(
     titles = []
     for label, _, panels in rows:
         titles += [f"{label}<br>{t}" for t, _ in panels] + [""] * (cols - len(panels))
-    fig = make_subplots(
+    fig = DictFigure.subplots(
         rows=n_rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12 / max(n_rows, 1) + 0.04
     )
     for i, (label, image, panels) in enumerate(rows):
@@ -1040,33 +1040,34 @@ def overlay_rows(
                 dx = dy = 1.0
                 x0 = y0 = 0.0
             fig.add_trace(
-                go.Heatmap(
-                    z=heat,
-                    x0=x0,
-                    dx=dx,
-                    y0=y0,
-                    dy=dy,
-                    colorscale=DIVERGING if signed else SEQUENTIAL,
-                    zmin=zmin,
-                    zmax=zmax,
-                    opacity=opacity if image is not None else 1.0,
-                    showscale=j == 0,
-                    colorbar={
+                {
+                    "type": "heatmap",
+                    "z": heat,
+                    "x0": x0,
+                    "dx": dx,
+                    "y0": y0,
+                    "dy": dy,
+                    "colorscale": DIVERGING if signed else _sequential_scale(),
+                    "zmin": zmin,
+                    "zmax": zmax,
+                    "opacity": opacity if image is not None else 1.0,
+                    "showscale": j == 0,
+                    "colorbar": {
                         "title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
                         "y": y_mid,
                         "len": 0.85 / n_rows,
                         "x": 1.02,
                         "thickness": 12,
                     },
-                    hovertemplate="row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
-                ),
+                    "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
+                },
                 row=i + 1,
                 col=j + 1,
             )
     fig.update_layout(height=300 * n_rows + 180, width=max(560, 270 * cols + 200), margin={"r": 160})
     _top_title(fig, title)
     _square_each(fig, n_rows * cols)
-    return to_json(fig)
+    return to_json(fig.to_dict())
 
 
 def spread_chart(
@@ -1313,7 +1314,7 @@ def image_table(
     titles: list[str] = []
     for label, cells in rows:
         titles += [f"{label}<br>{t}" for t, _, _ in cells] + [""] * (cols - len(cells))
-    fig = make_subplots(
+    fig = DictFigure.subplots(
         rows=n_rows, cols=cols, subplot_titles=titles, vertical_spacing=0.12 / max(n_rows, 1) + 0.04
     )
     for i, (label, cells) in enumerate(rows):
@@ -1326,19 +1327,35 @@ def image_table(
                 continue
             heat = np.asarray(heat, dtype=float)
             (ih, iw), (h, w) = image.shape[:2], heat.shape
+            bar = {
+                "title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
+                "y": 1 - (i + 0.5) / n_rows,
+                "len": 0.85 / n_rows,
+                "x": 1.02,
+                "thickness": 12,
+            }
             fig.add_trace(
-                go.Heatmap(
-                    z=heat, x0=iw / w / 2 - 0.5, dx=iw / w, y0=ih / h / 2 - 0.5, dy=ih / h,
-                    colorscale=SEQUENTIAL, zmin=0.0, zmax=top, opacity=opacity, showscale=not shown,
-                    colorbar={"title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
-                              "y": 1 - (i + 0.5) / n_rows, "len": 0.85 / n_rows, "x": 1.02, "thickness": 12},
-                    hovertemplate="row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
-                ),
-                row=i + 1, col=j + 1,
-            )  # fmt: skip
+                {
+                    "type": "heatmap",
+                    "z": heat,
+                    "x0": iw / w / 2 - 0.5,
+                    "dx": iw / w,
+                    "y0": ih / h / 2 - 0.5,
+                    "dy": ih / h,
+                    "colorscale": _sequential_scale(),
+                    "zmin": 0.0,
+                    "zmax": top,
+                    "opacity": opacity,
+                    "showscale": not shown,
+                    "colorbar": bar,
+                    "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
+                },
+                row=i + 1,
+                col=j + 1,
+            )
             shown = True
     fig.update_layout(height=320 * n_rows + 200, width=max(560, 300 * cols + 200), margin={"r": 160})
     fig.update_annotations(font_size=13)
     _top_title(fig, title)
     _square_each(fig, n_rows * cols)
-    return to_json(fig, notice=notice)
+    return to_json(fig.to_dict(), notice=notice)

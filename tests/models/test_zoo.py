@@ -67,10 +67,17 @@ def test_gradcam_layers_exist_and_have_the_documented_layout() -> None:
             assert out[0].dim() == 4, name
 
 
-# Models shipped although their matched budget left them under three times chance, as their cards, the
-# README and the shape-bias lesson say: on cue-texture-easy the robust rungs at ε = 4 and 8/255, the Mixer
-# and the MLP (1,200 steps of 64, the CNN's budget). They are checked against their cards only.
-UNDERTRAINED = {"cnn-texture-easy-pgd4", "cnn-texture-easy-pgd8", "mixer-texture-easy", "mlp-texture-easy"}
+# Models shipped although their budget left them under three times chance, as their cards, the README and
+# the shape-bias lesson say: on cue-texture-easy the robust rungs at ε = 4 and 8/255, the Mixer and the MLP
+# (1,200 steps of 64, the CNN's budget), and ConViT (6,000 steps: 35.6 %, still learning). They are
+# checked against their cards only.
+UNDERTRAINED = {
+    "cnn-texture-easy-pgd4",
+    "cnn-texture-easy-pgd8",
+    "mixer-texture-easy",
+    "mlp-texture-easy",
+    "convit-texture-easy",
+}
 CLASSIFIERS = [n for n in SHIPPED if get_entry(n).task == "classification"]
 # the VLM (task "vqa") has its own tests: tests/models/test_vlm.py
 

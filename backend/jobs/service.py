@@ -82,9 +82,9 @@ class JobService:
             raise UnknownJob(f"unknown or expired job {job_id!r}") from None
 
     def view(self, job_id: str) -> dict[str, Any]:
-        job = self.fetch(job_id)
-        rq_status = job.get_status(refresh=True)
-        meta = job.get_meta(refresh=True)
+        job = self.fetch(job_id)  # one HGETALL: status and meta come with it, no need to ask again
+        rq_status = job.get_status(refresh=False)
+        meta = job.get_meta(refresh=False)
         status: ApiStatus = _STATUS.get(rq_status, "queued") if rq_status is not None else "queued"
         if status == "failed" and meta.get("cancelled"):
             status = "cancelled"

@@ -13,8 +13,9 @@ and shipped as `<name>.safetensors` + `<name>.json` card in backend/models/weigh
   L∞ ε = 2/255 and 8/255 (METHODS §5), for the shape-vs-texture lab.
 - The CNN, its robust ladder, the Mixer, the MLP and ConViT trained on `cue-texture-easy`
   (backend/data/texture_easy.py), where texture is the more available cue (issue 11):
-  `{cnn,mixer,mlp,convit}-texture-easy`, `cnn-texture-easy-pgd{2,4,8}`. ConViT at the CNN's budget (1,200
-  steps of 64) stayed at chance (test 12.5 %, loss ln 8), so it has the attention models' shapes recipe.
+  `{cnn,mixer,mlp,convit,deit}-texture-easy`, `cnn-texture-easy-pgd{2,4,8}`. ConViT at the CNN's budget
+  (1,200 steps of 64) stayed at chance (test 12.5 %, loss ln 8), so ConViT and its DeiT-like control have
+  the attention models' shapes recipe.
 
 Every model takes [0, 1] pixels (entry mean 0, std 1) and contrast-normalises each image itself as its
 first step (`ForegroundStandardize`): the zoo's inputs have random colours, and DESIGN's pitfall is that
@@ -267,6 +268,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # ConViT at the CNN's budget stayed at chance (loss ln 8 for 1,200 steps), so it gets the shapes
     # recipe of the attention models (6,000 steps, lr 1e-3): 5× the CNN's budget, not a matched one.
     "convit-texture-easy": {**_TEXTURE_EASY_RECIPE, "lr": 1e-3, "steps": 6000},
+    "deit-texture-easy": {**_TEXTURE_EASY_RECIPE, "lr": 1e-3, "steps": 6000},  # ConViT's control
     **{
         f"cnn-texture-easy-pgd{e}": {
             **_TEXTURE_EASY_RECIPE,
@@ -396,6 +398,13 @@ _register(
     build_convit,
     f"The ConViT {_TEXTURE_EASY}",
     GradcamTarget("blocks.3", token_grid=True),
+)
+_register(
+    "deit-texture-easy",
+    "vit",
+    build_deit,
+    f"The DeiT-like ViT {_TEXTURE_EASY}",
+    GradcamTarget("blocks.5.norm1", token_grid=True, num_prefix_tokens=1),
 )
 for _eps in (2, 4, 8):
     _register(

@@ -59,6 +59,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
         r = res["service_overhead"][mode]
         assert _positive(r["ratio"]) and _positive(r["http_p50_ms"]) and r["server_errors"] == 0
     assert all(p["response_bytes"] > sum(p["figure_bytes"]) > 0 for p in res["payloads"])
+    b = res["browser"]  # Chromium is installed here, so the browser figure must be measured
+    assert b["samples"] == 1 and b["run_to_figure_max_s"] >= b["run_to_figure_p50_s"] > 0
 
     load = res["class_load"]
     assert [r["workers"] for r in load] == [1]

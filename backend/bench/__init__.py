@@ -2,7 +2,8 @@
 
 1. Lab time against the bare computation it cannot avoid (compute.py).
 2. Our GradCAM against pytorch-grad-cam on the same models and inputs (compute.py).
-3. Service overhead: a job over HTTP against the same lab in-process, embedded and with Redis (service.py).
+3. Service overhead: a job over HTTP against the same lab in-process, embedded and with Redis (service.py),
+   and in the browser from Run to the figure drawn (browser.py).
 4. A class of simulated students with 1, 2 and 4 workers (service.py).
 5. Start-up to the first answered job, and peak RSS with the whole zoo loaded (service.py, rss.py).
 6. Dynamic batching: its ceiling on forward passes, and its gain on concurrent jobs (batching.py).
@@ -55,7 +56,7 @@ class BenchConfig:
 def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any]:
     import torch
 
-    from backend.bench import batching, compute, service
+    from backend.bench import batching, browser, compute, service
     from backend.bench.procs import Processes
     from backend.bench.report import render
     from backend.bench.timing import machine_info
@@ -96,6 +97,8 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
             log("3/6 service overhead, embedded queue")
             overhead = {"embedded": service.service_overhead(url, config.overhead_samples)}
             results["payloads"] = service.payload_sizes(url)
+            log("3/6 in the browser: Run to the figure drawn")
+            results["browser"] = browser.run_to_figure(url, config.repeats)
             procs.stop(proc)
             lap("embedded_overhead")
 

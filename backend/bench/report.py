@@ -204,6 +204,19 @@ def render(res: dict[str, Any]) -> str:
             for mode, r in res["service_overhead"].items()
         ],
     )
+    b = res.get("browser") or {}
+    if "run_to_figure_p50_s" in b:
+        http = res["service_overhead"]["embedded"]
+        lines += [
+            f"In the browser (headless Chromium, embedded server, {b['lab']}): from the click on Run to the "
+            f"new chart drawn, p50 {b['run_to_figure_p50_s']:.2f} s, max {b['run_to_figure_max_s']:.2f} s "
+            f"({b['samples']} runs), against {http['http_p50_ms']:.0f} ms for the same kind of job over "
+            f"HTTP with a tight poll: the page polls every {b['ui_poll_interval_s'] * 1000:.0f} ms, "
+            "and Gradio and Plotly add their round trip and drawing.",
+            "",
+        ]
+    elif b:
+        lines += [f"In the browser: not measured ({b['skipped']}).", ""]
     lines += ["Payload of a finished job (the JSON the browser downloads):", ""]
     lines += _table(
         ["lab", "models", "params", "response bytes", "figures", "bytes per figure"],

@@ -157,40 +157,57 @@ def add_overlay(
 ) -> None:
     """One map over an image. `limits` fixes the colour scale (zmin, zmax); default: the map's own range."""
     heat = np.asarray(heat, dtype=float)
+    if image is not None:
+        fig.add_trace(_image_trace(image), row=row, col=col)
+    zmin, zmax = limits if limits is not None else map_limits([heat], signed)
+    bar = {
+        "title": {"text": colorbar_title, "side": "right"},
+        "thickness": 14,
+        "exponentformat": "e",
+        **(colorbar or {}),
+    }
+    trace = _map_trace(
+        heat, image, signed=signed, zmin=zmin, zmax=zmax, opacity=opacity, showscale=showscale, colorbar=bar
+    )
+    fig.add_trace(trace, row=row, col=col)
+
+
+def _map_trace(
+    heat: np.ndarray,
+    image: np.ndarray | None,
+    *,
+    signed: bool,
+    zmin: float,
+    zmax: float,
+    opacity: float,
+    showscale: bool,
+    colorbar: dict[str, Any],
+) -> dict[str, Any]:
+    """A heatmap trace whose cells are stretched over the image's pixel extent (cell centres at
+    (k + 0.5) * stride - 0.5), or on its own grid without an image (then fully opaque)."""
     h, w = heat.shape
     if image is not None:
         ih, iw = image.shape[:2]
-        fig.add_trace(_image_trace(image), row=row, col=col)
         dx, dy = iw / w, ih / h
         x0, y0 = dx / 2 - 0.5, dy / 2 - 0.5
     else:
         dx = dy = 1.0
         x0 = y0 = 0.0
-    zmin, zmax = limits if limits is not None else map_limits([heat], signed)
-    fig.add_trace(
-        {
-            "type": "heatmap",
-            "z": heat,
-            "x0": x0,
-            "dx": dx,
-            "y0": y0,
-            "dy": dy,
-            "colorscale": DIVERGING if signed else _sequential_scale(),
-            "zmin": zmin,
-            "zmax": zmax,
-            "opacity": opacity if image is not None else 1.0,
-            "showscale": showscale,
-            "colorbar": {
-                "title": {"text": colorbar_title, "side": "right"},
-                "thickness": 14,
-                "exponentformat": "e",
-                **(colorbar or {}),
-            },
-            "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
-        },
-        row=row,
-        col=col,
-    )
+    return {
+        "type": "heatmap",
+        "z": heat,
+        "x0": x0,
+        "dx": dx,
+        "y0": y0,
+        "dy": dy,
+        "colorscale": DIVERGING if signed else _sequential_scale(),
+        "zmin": zmin,
+        "zmax": zmax,
+        "opacity": opacity if image is not None else 1.0,
+        "showscale": showscale,
+        "colorbar": colorbar,
+        "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
+    }
 
 
 def map_limits(maps: Sequence[np.ndarray], signed: bool = False) -> tuple[float, float]:
@@ -1029,41 +1046,27 @@ def overlay_rows(
         top = max((float(np.nanmax(np.abs(h))) for h in heats if h.size), default=0.0) or 1.0
         zmin, zmax = (-top, top) if signed else (0.0, top)
         y_mid = 1 - (i + 0.5) / n_rows
+        bar = {
+            "title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
+            "y": y_mid,
+            "len": 0.85 / n_rows,
+            "x": 1.02,
+            "thickness": 12,
+        }
         for j, heat in enumerate(heats):
-            h, w = heat.shape
             if image is not None:
-                ih, iw = image.shape[:2]
                 fig.add_trace(_image_trace(image), row=i + 1, col=j + 1)
-                dx, dy = iw / w, ih / h
-                x0, y0 = dx / 2 - 0.5, dy / 2 - 0.5
-            else:
-                dx = dy = 1.0
-                x0 = y0 = 0.0
-            fig.add_trace(
-                {
-                    "type": "heatmap",
-                    "z": heat,
-                    "x0": x0,
-                    "dx": dx,
-                    "y0": y0,
-                    "dy": dy,
-                    "colorscale": DIVERGING if signed else _sequential_scale(),
-                    "zmin": zmin,
-                    "zmax": zmax,
-                    "opacity": opacity if image is not None else 1.0,
-                    "showscale": j == 0,
-                    "colorbar": {
-                        "title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
-                        "y": y_mid,
-                        "len": 0.85 / n_rows,
-                        "x": 1.02,
-                        "thickness": 12,
-                    },
-                    "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
-                },
-                row=i + 1,
-                col=j + 1,
+            trace = _map_trace(
+                heat,
+                image,
+                signed=signed,
+                zmin=zmin,
+                zmax=zmax,
+                opacity=opacity,
+                showscale=j == 0,
+                colorbar=bar,
             )
+            fig.add_trace(trace, row=i + 1, col=j + 1)
     fig.update_layout(height=300 * n_rows + 180, width=max(560, 270 * cols + 200), margin={"r": 160})
     _top_title(fig, title)
     _square_each(fig, n_rows * cols)
@@ -1325,8 +1328,6 @@ def image_table(
             fig.add_trace(_image_trace(image), row=i + 1, col=j + 1)
             if heat is None:
                 continue
-            heat = np.asarray(heat, dtype=float)
-            (ih, iw), (h, w) = image.shape[:2], heat.shape
             bar = {
                 "title": {"text": f"{label}<br>{colorbar_title}", "side": "right"},
                 "y": 1 - (i + 0.5) / n_rows,
@@ -1334,25 +1335,11 @@ def image_table(
                 "x": 1.02,
                 "thickness": 12,
             }
-            fig.add_trace(
-                {
-                    "type": "heatmap",
-                    "z": heat,
-                    "x0": iw / w / 2 - 0.5,
-                    "dx": iw / w,
-                    "y0": ih / h / 2 - 0.5,
-                    "dy": ih / h,
-                    "colorscale": _sequential_scale(),
-                    "zmin": 0.0,
-                    "zmax": top,
-                    "opacity": opacity,
-                    "showscale": not shown,
-                    "colorbar": bar,
-                    "hovertemplate": "row %{y:.0f}, col %{x:.0f}: %{z:.3g}<extra></extra>",
-                },
-                row=i + 1,
-                col=j + 1,
-            )
+            trace = _map_trace(
+                np.asarray(heat, dtype=float), image, signed=False, zmin=0.0, zmax=top, opacity=opacity,
+                showscale=not shown, colorbar=bar,
+            )  # fmt: skip
+            fig.add_trace(trace, row=i + 1, col=j + 1)
             shown = True
     fig.update_layout(height=320 * n_rows + 200, width=max(560, 300 * cols + 200), margin={"r": 160})
     fig.update_annotations(font_size=13)

@@ -13,6 +13,8 @@ registers itself here with `@register_lab`.
 
 from __future__ import annotations
 
+import functools
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,7 +121,7 @@ class Lab(ABC):
             name=self.name,
             title=self.title,
             description=self.description,
-            params_schema=self.Params.model_json_schema(),
+            params_schema=_params_schema(self.Params),
             model_tasks=list(self.model_tasks),
             model_families=list(self.model_families) if self.model_families is not None else None,
             needs_image=self.needs_image,
@@ -128,6 +130,18 @@ class Lab(ABC):
             default_models=list(self.default_models),
             lesson=lesson,
         )
+
+
+@functools.cache
+def _params_schema_text(params: type[BaseModel]) -> str:
+    return json.dumps(params.model_json_schema())
+
+
+def _params_schema(params: type[BaseModel]) -> dict[str, Any]:
+    # Generating a JSON schema took longer than the rest of a small job's validation; each caller
+    # gets its own copy to change.
+    out: dict[str, Any] = json.loads(_params_schema_text(params))
+    return out
 
 
 class UnknownLab(NotRegistered):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from PIL import Image
@@ -13,10 +16,23 @@ def data_config(model: nn.Module) -> dict:
     return resolve_model_data_config(model)
 
 
+# One transform per loaded model: building it from the data config cost more than applying it to a
+# small image. Weak keys, so a model dropped from the worker's cache takes its transform with it.
+_TRANSFORMS: weakref.WeakKeyDictionary[nn.Module, Callable[[Image.Image], torch.Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _transform(model: nn.Module) -> Callable[[Image.Image], torch.Tensor]:
+    transform = _TRANSFORMS.get(model)
+    if transform is None:
+        transform = _TRANSFORMS[model] = create_transform(**data_config(model), is_training=False)
+    return transform
+
+
 def preprocess(image: Image.Image, model: nn.Module) -> torch.Tensor:
     """PIL image -> (1, C, H, W) tensor, exactly as the model was trained to see it."""
-    transform = create_transform(**data_config(model), is_training=False)
-    x = transform(image.convert("RGB"))
+    x = _transform(model)(image.convert("RGB"))
     assert isinstance(x, torch.Tensor)
     return x.unsqueeze(0)
 

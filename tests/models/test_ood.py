@@ -28,9 +28,12 @@ def test_score_is_the_distance_to_the_kth_nearest_training_embedding() -> None:
     train = rng.normal(size=(50, 6))
     queries = rng.normal(size=(7, 6))
     k = 4
-    ref = Reference("toy", "none", NearestNeighbors(n_neighbors=k).fit(train), k, 0.0, np.empty(0))
+    ref = Reference("toy", "none", train, k, 0.0, np.empty(0))
     brute = np.sort(np.linalg.norm(queries[:, None, :] - train[None, :, :], axis=-1), axis=1)[:, k - 1]
-    np.testing.assert_allclose(ref.scores(queries), brute, rtol=1e-10)
+    np.testing.assert_allclose(ref.scores(queries, chunk=3), brute, rtol=1e-10)  # chunks of 3, 3 and 1
+    # and against scikit-learn's exact nearest neighbours
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(train).kneighbors(queries)
+    np.testing.assert_allclose(ref.scores(queries), dist[:, -1], rtol=1e-10)
 
 
 def test_threshold_is_the_validation_quantile() -> None:

@@ -49,6 +49,9 @@ from app.state import REPLACE_URL_JS, UrlState, encode_query
 log = logging.getLogger("biaslab.ui")
 
 MAX_FIGURES = 12  # gr.Plot slots per lab; further figures are still in the HTML download
+# The page asks for a job's state after FIRST_POLL_S, then twice as long each time up to POLL_S: a
+# short job is seen done within tens of ms, a long one costs the server a request every 0.3 s.
+FIRST_POLL_S = 0.05
 POLL_S = 0.3
 DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "biaslab-ui" / "downloads"
 
@@ -418,7 +421,10 @@ def build_lab_page(
             with lesson:
                 gr.Markdown(lesson_text or "", elem_classes=["bl-lesson"])
         job_id = gr.State(None)  # inside the tab: a non-Tab child of gr.Tabs confuses the tab strip
-        shown = gr.State(False)  # whether results are on screen (so a change can mark them stale)
+        # How many figure slots show a result (0: none), so a change can mark them stale and the next
+        # result hides only the slots that were showing: each updated component costs the page server
+        # a rebuild of its config, and a lab has MAX_FIGURES × 3 of them.
+        shown = gr.State(0)
     picker_inputs = [picker] if picker is not None else []
     text_inputs: list[Any] = [question] if question is not None else []
 
@@ -452,7 +458,7 @@ def build_lab_page(
 
     # -- stale results: any change of image, models or settings after a run marks them --------------
     def mark_stale(what: str) -> Any:
-        def handler(has_result: bool) -> Any:
+        def handler(has_result: int) -> Any:
             return gr.update(value=stale_html(what), visible=True) if has_result else gr.skip()
 
         return handler
@@ -534,7 +540,9 @@ def build_lab_page(
             out[answer] = gr.update(interactive=True)
         return out
 
-    def run_job(request: gr.Request, current_image: str | None, *args: Any) -> Iterator[dict[Any, Any]]:
+    def run_job(
+        request: gr.Request, current_image: str | None, showing: int, *args: Any
+    ) -> Iterator[dict[Any, Any]]:
         active = specs
         if set_radio is not None:  # the chosen set's class dropdowns
             active, args = specs_by_set.get(args[0], specs), args[1:]
@@ -577,21 +585,29 @@ def build_lab_page(
             job = client.submit_job(
                 lab.name, chosen_now, image, params, text=asked, client_ip=forwarded_chain(request)
             )
-            yield {job_id: job, cancel: gr.update(interactive=True), status: progress_html("queued", 0)}
+            shown_progress = progress_html("queued", 0)
+            yield {job_id: job, cancel: gr.update(interactive=True), status: shown_progress}
             drawn_step = 0
+            delay = FIRST_POLL_S
             while True:
+                time.sleep(delay)
+                delay = min(2 * delay, POLL_S)
                 view = client.job(job)
                 if view.done:
                     break
-                update: dict[Any, Any] = {status: progress_html(view.status, view.progress, view.message)}
+                update: dict[Any, Any] = {}
+                progress = progress_html(view.status, view.progress, view.message)
+                if progress != shown_progress:  # an unchanged update still costs a round trip
+                    update[status] = shown_progress = progress
                 if view.partial is not None and view.partial.step != drawn_step:
                     # A partial result (a denoising step, a decoded token): show it as it arrives.
                     drawn_step = view.partial.step
-                    update.update(_figure_updates(view.partial.figures, view.id))
+                    update.update(_figure_updates(view.partial.figures, view.id, showing))
+                    showing = max(showing, len(view.partial.figures))
                     partial_text = f"*Partial result {drawn_step}:* {view.partial.text or ''}"
                     update[text] = gr.update(value=partial_text, visible=True)
-                yield update
-                time.sleep(POLL_S)
+                if update:
+                    yield update
         except ApiError as exc:
             yield {job_id: None, **fail(str(exc))}
             return
@@ -599,8 +615,11 @@ def build_lab_page(
             if job is not None and (view is None or not view.done):
                 _cancel_quietly(client, job)  # the page went away (or polling failed): free the worker
         done: dict[Any, Any] = {
-            job_id: None, run: gr.update(interactive=True), cancel: gr.update(interactive=False)
-        }  # fmt: skip
+            job_id: None,
+            shown: showing,
+            run: gr.update(interactive=True),
+            cancel: gr.update(interactive=False),
+        }
         if answer is not None:
             done[answer] = gr.update(interactive=True)
         if view.status == "cancelled":
@@ -608,11 +627,16 @@ def build_lab_page(
         elif view.status == "failed" or view.result is None:
             yield {**done, status: error_html(view.error or "the job failed without a message")}
         else:
-            yield {**done, **_result_updates(view, chosen_now, image, params, prediction)}
+            # The figures first; the downloads (a page with plotly.js inlined) once they are written, and
+            # Run comes back with them, in the handler's last update.
+            controls_back = {c: done.pop(c) for c in (run, cancel, answer) if c in done}
+            yield {**done, **_result_updates(view, chosen_now, prediction, showing)}
+            yield {**controls_back, **_download_updates(view, chosen_now, image, params)}
 
-    def _figure_updates(figures: list[dict[str, Any]], job: str) -> dict[Any, Any]:
+    def _figure_updates(figures: list[dict[str, Any]], job: str, showing: int) -> dict[Any, Any]:
+        """Updates that draw `figures` into the first slots and hide the `showing` slots they don't use."""
         updates: dict[Any, Any] = {}
-        for i, plot in enumerate(plots):
+        for i, plot in enumerate(plots[: max(len(figures), showing)]):
             if i < len(figures):
                 figure = figures[i]
                 try:
@@ -642,30 +666,27 @@ def build_lab_page(
                 updates[titles[i]] = gr.update(value="", visible=False)
                 updates[notices[i]] = gr.update(value="", visible=False)
         extra = len(figures) - len(plots)
-        updates[more] = gr.update(
-            value=f"*{extra} more figure(s) are in the HTML download.*", visible=extra > 0
-        )
+        if extra > 0 or showing > len(plots):
+            updates[more] = gr.update(
+                value=f"*{extra} more figure(s) are in the HTML download.*", visible=extra > 0
+            )
         return updates
 
     def _result_updates(
-        view: JobView,
-        chosen_now: list[str],
-        image: str | None,
-        params: dict[str, Any],
-        prediction: str | None,
-    ) -> Any:
+        view: JobView, chosen_now: list[str], prediction: str | None, showing: int
+    ) -> dict[Any, Any]:
         assert view.result is not None
         result = view.result
         updates: dict[Any, Any] = {
             status: progress_html("finished", 1.0, view.message),
-            shown: True,
+            shown: max(1, len(result.figures)),
             stale: "",
         }
-        if lesson_text:  # make room for the figures; the lesson stays one click away
+        if lesson_text and not showing:  # make room for the first figures; the lesson stays one click away
             updates[lesson] = gr.Accordion(open=False)
         if quiz is not None:
             updates[reveal] = gr.update(value=feedback_html(quiz, prediction), visible=True)
-        updates.update(_figure_updates(result.figures, view.id))
+        updates.update(_figure_updates(result.figures, view.id, showing))
         notice = ood_html(result.metrics)
         updates[ood] = gr.update(value=notice, visible=bool(notice))
         shown_text = without_notice(result.text or "", result.metrics) if notice else (result.text or "")
@@ -673,6 +694,14 @@ def build_lab_page(
         table = metrics_markdown(result.metrics)
         updates[metrics] = table
         updates[numbers] = gr.update(visible=bool(table))
+        return updates
+
+    def _download_updates(
+        view: JobView, chosen_now: list[str], image: str | None, params: dict[str, Any]
+    ) -> dict[Any, Any]:
+        assert view.result is not None
+        result = view.result
+        updates: dict[Any, Any] = {}
         subtitle = (
             f"models: {', '.join(chosen_now) or '–'} · image: {image or '–'} · params: {json.dumps(params)}"
         )
@@ -697,7 +726,7 @@ def build_lab_page(
 
     run.click(
         run_job,
-        [image_id, *set_inputs, *quiz_inputs, *text_inputs, *picker_inputs, *controls],
+        [image_id, shown, *set_inputs, *quiz_inputs, *text_inputs, *picker_inputs, *controls],
         outputs,
         show_progress="hidden",
         concurrency_limit=None,  # the handler mostly waits on the backend's queue

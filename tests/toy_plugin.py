@@ -88,10 +88,14 @@ class EchoLab(Lab):
         return LabResult({"words": words}, metrics, " ".join(words))
 
     def figures(self, result: LabResult, params: EchoParams) -> list[dict]:  # type: ignore[override]
+        # One chart per word, so the number of figures changes from one result to the next.
         words = result.arrays["words"]
-        fig = go.Figure(go.Bar(x=words, y=[len(w) for w in words]))
-        fig.update_layout(title=f"{len(words)} word(s)")
-        return [to_json(fig)]
+        out = []
+        for i, word in enumerate(words):
+            fig = go.Figure(go.Bar(x=list(word), y=[1] * len(word)))
+            fig.update_layout(title=f"word {i + 1}: {word}")
+            out.append(to_json(fig))
+        return out
 
 
 register_lab(EchoLab)

@@ -77,6 +77,24 @@ def test_text_input_and_partial_results_in_the_browser(
     page.screenshot(path=str(artifacts_dir / "ui-toy-echo-partials.png"), full_page=True)
 
 
+def test_a_result_with_fewer_figures_hides_the_charts_it_does_not_use(
+    browser_page: Any, plugin_ui: str
+) -> None:
+    # The page updates only the chart slots that a result uses or that were showing before.
+    page = browser_page
+    open_page(page, plugin_ui + "/")
+    select_tab(page, "toy-echo", "Echo (test)")
+    box = page.locator("#toy-echo-question textarea, #toy-echo-question input").first
+    shown = "() => [0, 1, 2, 3].map((i) => !!document.querySelector(`#toy-echo-fig-${i} .js-plotly-plot`))"
+    titles = "() => [0, 1, 2].map((i) => document.querySelector(`#toy-echo-title-${i}`)?.innerText.trim())"
+    for words, expected in (("one two three", 3), ("four", 1), ("five six", 2)):
+        box.fill(words)
+        assert "Done" in run_lab(page, "toy-echo", timeout=120_000)
+        assert page.evaluate(shown) == [i < expected for i in range(4)], words
+        want = [f"word {i + 1}: {w}" for i, w in enumerate(words.split())]
+        assert [t or "" for t in page.evaluate(titles)] == want + [""] * (3 - expected), words
+
+
 def test_calibration_temperature_slider_redraws_without_a_job(
     browser_page: Any, live_server: Any, artifacts_dir: Path
 ) -> None:

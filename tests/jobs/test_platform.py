@@ -55,7 +55,8 @@ def test_computed_model_is_built_once_with_progress_and_partials_arrive_in_order
     # Three partial results, each drawn by the lab's own figures, then the final one.
     assert [p["step"] for p in partials] == [1, 2, 3]
     assert [p["text"] for p in partials] == ["is", "is there", "is there a"]
-    assert [len(p["figures"][0]["data"][0]["x"]) for p in partials] == [1, 2, 3]
+    assert [len(p["figures"]) for p in partials] == [1, 2, 3]  # one chart per word so far
+    assert partials[-1]["figures"][1]["data"][0]["x"] == list("there")
     assert result["metrics"]["device"] == "cpu"
     # Cached per worker: a second job does not compute it again.
     messages.clear()

@@ -67,12 +67,12 @@ def test_gradcam_layers_exist_and_have_the_documented_layout() -> None:
             assert out[0].dim() == 4, name
 
 
-# Models shipped although their budget left them under three times chance, as their cards, the README and
-# the shape-bias lesson say: on cue-texture-easy the robust rungs at ε = 4 and 8/255, the Mixer and the MLP
-# (1,200 steps of 64, the CNN's budget), and ConViT (6,000 steps: 35.6 %, still learning). They are
-# checked against their cards only.
+# Models shipped although they test under three times chance, as their cards, the README and the
+# shape-bias lesson say, all on cue-texture-easy: the robust rung at ε = 8/255 (37.6 % after 1,200 steps,
+# training loss still 1.95), the Mixer and the MLP (6,000 steps: 28.7 % and 22.7 %, both fit their
+# training set perfectly and do not generalise), and ConViT (6,000 steps: 35.6 %, still learning). They
+# are checked against their cards only.
 UNDERTRAINED = {
-    "cnn-texture-easy-pgd4",
     "cnn-texture-easy-pgd8",
     "mixer-texture-easy",
     "mlp-texture-easy",

@@ -61,6 +61,7 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert all(p["response_bytes"] > sum(p["figure_bytes"]) > 0 for p in res["payloads"])
     b = res["browser"]  # Chromium is installed here, so the browser figure must be measured
     assert b["samples"] == 1 and b["run_to_figure_max_s"] >= b["run_to_figure_p50_s"] > 0
+    assert _positive(b["http_p50_s"]) and b["models"]  # the same job over HTTP, beside it
 
     load = res["class_load"]
     assert [r["workers"] for r in load] == [1]

@@ -206,13 +206,12 @@ def render(res: dict[str, Any]) -> str:
     )
     b = res.get("browser") or {}
     if "run_to_figure_p50_s" in b:
-        http = res["service_overhead"]["embedded"]
         lines += [
-            f"In the browser (headless Chromium, embedded server, {b['lab']}): from the click on Run to the "
-            f"new chart drawn, p50 {b['run_to_figure_p50_s']:.2f} s, max {b['run_to_figure_max_s']:.2f} s "
-            f"({b['samples']} runs), against {http['http_p50_ms']:.0f} ms for the same kind of job over "
-            f"HTTP with a tight poll: the page polls every {b['ui_poll_interval_s'] * 1000:.0f} ms, "
-            "and Gradio and Plotly add their round trip and drawing.",
+            f"In the browser (headless Chromium, embedded server, {b['lab']} on {', '.join(b['models'])}): "
+            f"from the click on Run to the new chart drawn, p50 {b['run_to_figure_p50_s']:.2f} s, max "
+            f"{b['run_to_figure_max_s']:.2f} s ({b['samples']} runs), against p50 {b['http_p50_s']:.2f} s "
+            "for the same job over HTTP with a tight poll, interleaved: the rest is the page's polling "
+            "(50 ms, then doubling up to 300 ms), Gradio's round trips and Plotly drawing.",
             "",
         ]
     elif b:

@@ -21,6 +21,11 @@ from backend.main import create_app
 
 EXAMPLE = "shapes-circle"
 LABS = [lab for lab in list_labs() if not lab.name.startswith("toy-")]  # the test plugin has its own tests
+# Every lab runs at its defaults here except attribution, whose default sanity check (6 probe images ×
+# 5 seeds) took 50 s per run and this test runs it three times: its every path (both randomisations,
+# IG with expected gradients) still runs, on fewer images and seeds. The browser sweep
+# (tests/app/test_browser.py) runs every lab, attribution included, at its defaults.
+PARAMS: dict[str, dict[str, Any]] = {"attribution": {"probe_size": 1, "seeds": 2}}
 
 
 def inputs(lab: Lab) -> dict[str, Any]:
@@ -56,7 +61,7 @@ def direct() -> dict[str, dict[str, Any]]:
             lab.name,
             list(lab.default_models),
             load_example(EXAMPLE) if lab.needs_image else None,
-            {},
+            PARAMS.get(lab.name, {}),
             **inputs(lab),
         )
         for lab in LABS
@@ -80,7 +85,8 @@ def test_run_lab_api_and_cli_agree(
     for fig in expected["figures"]:
         assert fig["data"], f"{lab.name}: an empty figure"
 
-    body = {"lab": lab.name, "models": list(lab.default_models), **inputs(lab)}
+    params = PARAMS.get(lab.name, {})
+    body = {"lab": lab.name, "models": list(lab.default_models), "params": params, **inputs(lab)}
     if lab.needs_image:
         body["image_id"] = f"example-{EXAMPLE}"
     r = client.post("/api/jobs", json=body)
@@ -94,6 +100,7 @@ def test_run_lab_api_and_cli_agree(
     assert len(view["result"]["figures"]) == len(expected["figures"])
 
     args = ["run", lab.name, "--out", str(tmp_path / "out")]
+    args += [f"--param={k}={v}" for k, v in params.items()]
     if lab.needs_image:
         load_example(EXAMPLE).save(image := tmp_path / "in.png")
         args += ["--image", str(image)]

@@ -81,7 +81,7 @@ class PredictLab(Lab):
             x = preprocess(ctx.image, m.module).to(ctx.device)
             size = "×".join(str(v) for v in x.shape[-2:])
             if size not in inputs:
-                inputs[size] = display_image(ctx.image, m.module)
+                inputs[size] = display_image(ctx.image, m.module, x)
             with torch.no_grad():
                 probs = torch.softmax(ctx.forward(m, x).float(), dim=-1)[0].cpu().numpy()
                 tta = self._tta(ctx, m, x, params, i, n_models) if params.tta_samples else None

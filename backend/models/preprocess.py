@@ -37,9 +37,11 @@ def preprocess(image: Image.Image, model: nn.Module) -> torch.Tensor:
     return x.unsqueeze(0)
 
 
-def display_image(image: Image.Image, model: nn.Module) -> np.ndarray:
-    """The resized/cropped view the model sees, as (H, W, 3) floats in [0, 1], for overlays."""
-    x = preprocess(image, model)[0]
+def display_image(image: Image.Image, model: nn.Module, x: torch.Tensor | None = None) -> np.ndarray:
+    """The resized/cropped view the model sees, as (H, W, 3) floats in [0, 1], for overlays.
+
+    `x` is `preprocess(image, model)` where the caller has it already (it is not computed twice)."""
+    x = (preprocess(image, model) if x is None else x)[0].detach().cpu()
     cfg = data_config(model)
     mean = torch.tensor(cfg["mean"]).view(-1, 1, 1)
     std = torch.tensor(cfg["std"]).view(-1, 1, 1)

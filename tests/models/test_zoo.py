@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -135,3 +136,20 @@ def test_pretrained_timm_path_from_local_file(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(model(x), ref(x))
     assert model.pretrained_cfg["input_size"] == entry.input_size
+
+
+def test_preprocessing_is_the_models_own_and_display_undoes_it() -> None:
+    # The zoo's data config is native size, mean 0 and std 1: the model input is the pixels / 255.
+    from PIL import Image
+
+    from backend.models.preprocess import _transform, display_image, preprocess
+
+    module = create_model("cnn-shapes", device="cpu")
+    pixels = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    x = preprocess(image, module)
+    assert x.shape == (1, 3, 32, 32)
+    np.testing.assert_allclose(x[0].permute(1, 2, 0).numpy(), pixels / 255.0, atol=1e-6)
+    np.testing.assert_allclose(display_image(image, module), pixels / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(display_image(image, module, x), display_image(image, module))
+    assert _transform(module) is _transform(module)  # built once per loaded model

@@ -3,7 +3,7 @@
 Left: the lab's description, a model picker with model cards, the controls generated from its params
 schema, Run / Cancel and a live progress bar. Right: the lesson, the figures (`gr.Plot` slots filled from
 the job's Plotly JSON), the text, a metrics table and the downloads. Run is a generator: it submits the
-job, polls `GET /api/jobs/{id}` and yields the progress until the job ends; Cancel sends DELETE, and the
+job, asks `GET /api/jobs/{id}?wait=` and yields the progress until the job ends; Cancel sends DELETE, and the
 poll loop then reports the job as cancelled.
 """
 
@@ -13,7 +13,6 @@ import html
 import json
 import logging
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +48,8 @@ from app.state import REPLACE_URL_JS, UrlState, encode_query
 log = logging.getLogger("biaslab.ui")
 
 MAX_FIGURES = 12  # gr.Plot slots per lab; further figures are still in the HTML download
-# The page asks for a job's state after FIRST_POLL_S, then twice as long each time up to POLL_S: a
-# short job is seen done within tens of ms, a long one costs the server a request every 0.3 s.
-FIRST_POLL_S = 0.05
+# The page asks for a job's state with `wait=POLL_S`: the API answers the moment the job ends, and
+# otherwise after POLL_S, so a long job's progress line moves about three times a second.
 POLL_S = 0.3
 DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "biaslab-ui" / "downloads"
 
@@ -588,11 +586,8 @@ def build_lab_page(
             shown_progress = progress_html("queued", 0)
             yield {job_id: job, cancel: gr.update(interactive=True), status: shown_progress}
             drawn_step = 0
-            delay = FIRST_POLL_S
             while True:
-                time.sleep(delay)
-                delay = min(2 * delay, POLL_S)
-                view = client.job(job)
+                view = client.job(job, wait=POLL_S)
                 if view.done:
                     break
                 update: dict[Any, Any] = {}

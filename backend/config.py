@@ -7,6 +7,7 @@ one every layer sees (API, embedded workers, `biaslab worker`, `run_lab`), so a 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "biaslab"
 
 
 class Settings(BaseSettings):
@@ -44,6 +49,9 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 2.0
 
     assets_dir: Path = REPO_ROOT / "frontend_assets"
+    # What is computed from data and worth keeping between runs (the out-of-distribution reference);
+    # safe to delete. Unwritable: everything still works, the computation is redone per process.
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
     # Where `biaslab zoo train` writes weights; the shipped ones live inside the package.
     weights_dir: Path = Path(__file__).resolve().parent / "models" / "weights"
     # Base URL the Gradio UI uses to reach the API; empty means "same server".

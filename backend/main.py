@@ -21,6 +21,7 @@ from backend.api.middleware import MULTIPART_OVERHEAD, BodyLimit, SecurityHeader
 from backend.api.ratelimit import TokenBuckets
 from backend.config import Settings, get_settings
 from backend.jobs.connection import connect
+from backend.jobs.events import JobEndings
 from backend.jobs.service import JobService
 from backend.jobs.worker import EmbeddedWorkers, Sweeper
 from backend.labs import list_labs
@@ -46,9 +47,11 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
         await anyio.to_thread.run_sync(list_labs)
         workers = EmbeddedWorkers(settings, count).start() if count else None
         sweeper = Sweeper(connect(settings.redis_url, role="api", settings=settings), settings).start()
+        app.state.endings.start()
         try:
             yield
         finally:
+            app.state.endings.stop()
             sweeper.stop()
             if workers:
                 workers.stop()
@@ -63,6 +66,8 @@ def create_app(settings: Settings | None = None, *, mount_ui: bool = True) -> Fa
     # Short timeouts: while Redis is down the API answers 503 within about a second.
     app.state.redis = connect(settings.redis_url, role="api", settings=settings)
     app.state.jobs = JobService(app.state.redis, settings)
+    # Wakes `GET /api/jobs/{id}?wait=` when the job ends; started with the workers, in the lifespan.
+    app.state.endings = JobEndings(lambda: connect(settings.redis_url, role="api", settings=settings))
     app.state.rate_limit = (
         TokenBuckets(settings.rate_limit_per_minute / 60.0, settings.rate_limit_burst)
         if settings.rate_limit_per_minute > 0

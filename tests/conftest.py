@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,9 @@ REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 REQUIRE_BINARIES = os.environ.get("BIASLAB_REQUIRE_SYSTEM_BINARIES") == "1"
+# One cache per test session, shared with every process a test starts (they inherit the environment):
+# the out-of-distribution reference is fitted once per session, never read from an earlier one.
+os.environ["BIASLAB_CACHE_DIR"] = tempfile.mkdtemp(prefix="biaslab-test-cache-")
 
 
 def need_binary(path_or_name: str, why: str) -> str:

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 
-from backend.api.deps import JobsDep, RateLimited, RedisDep, SettingsDep
+from backend.api.deps import EndingsDep, JobsDep, RateLimited, RedisDep, SettingsDep
 from backend.api.errors import error_responses
 from backend.api.guards import JOB_ID_PATTERN
 from backend.jobs.images import image_exists
-from backend.jobs.service import JobEnded, QueueFull, UnknownJob
+from backend.jobs.service import JobEnded, JobService, QueueFull, UnknownJob
 from backend.jobs.validate import JobRequestError, validate_job
 from backend.schemas import ErrorResponse, JobCreate, JobCreated, JobView
 
@@ -61,12 +64,40 @@ def submit(body: JobCreate, jobs: JobsDep, conn: RedisDep, settings: SettingsDep
     return JobCreated(id=job.id)
 
 
-@router.get("/{job_id}", response_model=JobView, responses=error_responses(404))
-def status(job_id: JobId, jobs: JobsDep) -> dict[str, Any]:
+# Long enough that a waiting client asks rarely, short enough for proxies that drop idle requests.
+MAX_WAIT_S = 30.0
+ENDED = ("finished", "failed", "cancelled")
+
+
+def _view(jobs: JobService, job_id: str) -> dict[str, Any]:
     try:
         return jobs.view(job_id)
     except UnknownJob as exc:
         raise HTTPException(404, exc.args[0]) from None
+
+
+@router.get("/{job_id}", response_model=JobView, responses=error_responses(404))
+async def status(
+    job_id: JobId,
+    jobs: JobsDep,
+    endings: EndingsDep,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_S,
+            description="Seconds to wait for the job to end before answering; the answer comes the moment "
+            "it ends. 0 (the default) answers at once.",
+        ),
+    ] = 0.0,
+) -> dict[str, Any]:
+    with endings.waiting(job_id) as ended:  # registered before the read: an ending in between is seen
+        view = await run_in_threadpool(_view, jobs, job_id)
+        if wait <= 0 or view["status"] in ENDED:
+            return view
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), wait)
+    return await run_in_threadpool(_view, jobs, job_id)
 
 
 @router.delete("/{job_id}", status_code=202, responses=error_responses(404, 409))

@@ -2,8 +2,8 @@
 
 Headless Chromium (Playwright) on the embedded server's page, predict at its defaults on the first
 example image: the time from the click until the probability chart holds the new job's data, against
-the same job (lab, models, image) over HTTP with a tight poll, the two interleaved. What the browser
-adds on top is the UI's polling, Gradio's round trip and Plotly drawing the figure.
+the same job (lab, models, image) over HTTP, the two interleaved. What the browser adds on top is
+Gradio's round trips and Plotly drawing the figure.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def run_to_figure(base: str, samples: int) -> dict[str, Any]:
     path = _chromium()
     if path is None:
         return {"skipped": "no Chromium at " + " or ".join(CHROMIUM)}
-    from backend.bench.service import TIGHT_POLL_S, Client
+    from backend.bench.service import Client
 
     api = Client(base)
     labs = api.http.get(f"{base}/api/labs").raise_for_status().json()
@@ -72,7 +72,7 @@ def run_to_figure(base: str, samples: int) -> dict[str, Any]:
                 if i:  # the first run loads the models and warms the page's caches
                     times.append(time.perf_counter() - start)
                     start = time.perf_counter()
-                    api.run("predict", lab["default_models"], image, {}, TIGHT_POLL_S)
+                    api.run("predict", lab["default_models"], image, {})
                     http_s.append(time.perf_counter() - start)
         finally:
             browser.close()

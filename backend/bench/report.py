@@ -173,10 +173,9 @@ def render(res: dict[str, Any]) -> str:
 
     lines += ["## 3. Service overhead on loopback", ""]
     lines += [
-        "`POST /api/jobs` until `GET /api/jobs/{id}` shows the result (first poll after 80 % of the "
-        "in-process time, then every 5 ms), against the "
-        "same `run_lab` in this process, interleaved; overhead = HTTP − in-process per pair. Targets "
-        "p50 ≤ 15 ms, p99 ≤ 50 ms. The UI polls after 50 ms, then twice as long each time up to 300 ms.",
+        "`POST /api/jobs`, then one `GET /api/jobs/{id}?wait=30`, which the API answers the moment the "
+        "job ends, against the same `run_lab` in this process, interleaved; overhead = HTTP − in-process "
+        "per pair. Targets p50 ≤ 15 ms, p99 ≤ 50 ms. The UI asks with `wait=0.3` until the job ends.",
         "",
     ]
     lines += _table(
@@ -210,8 +209,8 @@ def render(res: dict[str, Any]) -> str:
             f"In the browser (headless Chromium, embedded server, {b['lab']} on {', '.join(b['models'])}): "
             f"from the click on Run to the new chart drawn, p50 {b['run_to_figure_p50_s']:.2f} s, max "
             f"{b['run_to_figure_max_s']:.2f} s ({b['samples']} runs), against p50 {b['http_p50_s']:.2f} s "
-            "for the same job over HTTP with a tight poll, interleaved: the rest is the page's polling "
-            "(50 ms, then doubling up to 300 ms), Gradio's round trips and Plotly drawing.",
+            "for the same job over HTTP, interleaved: the rest is Gradio's round trips (the click, the "
+            "progress and result updates) and Plotly drawing.",
             "",
         ]
     elif b:
@@ -236,9 +235,9 @@ def render(res: dict[str, Any]) -> str:
     lines += [
         "Every student starts at once, uploads their own `shapes` test image, then runs attention "
         "(convit-shapes, probe_size 0) and attribution (cnn-shapes, ig_steps 4, 1 reference, no sanity "
-        "check), polling like the UI; each student is its own client (X-Forwarded-For) for the rate "
-        "limit. Redis queue, `biaslab worker` processes. Scaling efficiency = jobs/s ÷ (workers × jobs/s "
-        "of one worker).",
+        "check), asking for each job's state as the UI does; each student is its own client "
+        "(X-Forwarded-For) for the rate limit. Redis queue, `biaslab worker` processes. Scaling "
+        "efficiency = jobs/s ÷ (workers × jobs/s of one worker).",
         "",
     ]
     lines += _table(

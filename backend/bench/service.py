@@ -25,10 +25,9 @@ STUDENT_JOBS: tuple[tuple[str, list[str], dict[str, Any]], ...] = (
     ("attribution", ["cnn-shapes"], {"ig_steps": 4, "references": 1, "randomisation": "none"}),
 )
 OVERHEAD_JOB: tuple[str, list[str], dict[str, Any]] = ("predict", ["cnn-shapes"], {})
-# app/lab_page.py: the UI asks for a job's state after FIRST_POLL_S, then twice as long up to POLL_S
-UI_FIRST_POLL_S = 0.05
+# app/lab_page.py: the UI asks for a job's state with `wait=UI_POLL_S` until it ends
 UI_POLL_S = 0.3
-TIGHT_POLL_S = 0.005  # the overhead measurement asks often, so it measures the service, not the cadence
+LONG_WAIT_S = 30.0  # the API's longest wait: one request, answered when the job ends
 DONE = ("finished", "failed", "cancelled")
 
 
@@ -71,36 +70,24 @@ class Client:
         body = {"lab": lab, "models": models, "image_id": image_id, "params": params}
         return str(self._post("/api/jobs", json=body).json()["id"])
 
-    def wait(
-        self, job_id: str, poll_s: float, first_poll_s: float = 0.0, max_poll_s: float | None = None
-    ) -> tuple[dict[str, Any], int]:
-        """The final job view and the size in bytes of that response. With `max_poll_s` the pause
-        doubles from `poll_s` up to it, as the UI's does."""
-        time.sleep(first_poll_s)
+    def wait(self, job_id: str, wait_s: float = LONG_WAIT_S) -> tuple[dict[str, Any], int]:
+        """The final job view and the size in bytes of that response, asking with `?wait=wait_s`."""
         while True:
-            r = self.http.get(f"{self.base}/api/jobs/{job_id}", headers=self._headers())
+            r = self.http.get(
+                f"{self.base}/api/jobs/{job_id}", params={"wait": wait_s}, headers=self._headers()
+            )
             if r.status_code >= 500:
                 self.server_errors += 1
             r.raise_for_status()
             view = r.json()
             if view["status"] in DONE:
                 return view, len(r.content)
-            time.sleep(poll_s)
-            if max_poll_s is not None:
-                poll_s = min(2 * poll_s, max_poll_s)
 
     def run(
-        self,
-        lab: str,
-        models: list[str],
-        image_id: str,
-        params: dict[str, Any],
-        poll_s: float,
-        first_poll_s: float = 0.0,
-        max_poll_s: float | None = None,
+        self, lab: str, models: list[str], image_id: str, params: dict[str, Any], wait_s: float = LONG_WAIT_S
     ) -> Any:
         job_id = self.submit(lab, models, image_id, params)
-        view, size = self.wait(job_id, poll_s, first_poll_s, max_poll_s)
+        view, size = self.wait(job_id, wait_s)
         if view["status"] != "finished":
             raise RuntimeError(f"{lab} job ended {view['status']}: {view.get('error')}")
         return view, size
@@ -119,22 +106,16 @@ def service_overhead(base: str, samples: int) -> dict[str, Any]:
     image = Image.open(io.BytesIO(data)).convert("RGB")
     client = Client(base)
     image_id = client.upload(data)
-    warm = []
     for _ in range(2):  # warm both sides: models, the OOD reference, first-call caches
-        client.run(lab, models, image_id, params, TIGHT_POLL_S)
-        start = time.perf_counter()
+        client.run(lab, models, image_id, params)
         run_lab(lab, models, image, params)
-        warm.append(time.perf_counter() - start)
-    # Polling every 5 ms from the start would itself load the 2 cores the job runs on; so the first
-    # poll waits 80 % of the in-process time. A job done before that is seen late: counted as overhead.
-    first_poll = 0.8 * min(warm)
     http_s, local_s = [], []
     size = 0
     for i in range(samples):
         for side in ("http", "local") if i % 2 == 0 else ("local", "http"):
             start = time.perf_counter()
             if side == "http":
-                _, size = client.run(lab, models, image_id, params, TIGHT_POLL_S, first_poll)
+                _, size = client.run(lab, models, image_id, params)
                 http_s.append(time.perf_counter() - start)
             else:
                 run_lab(lab, models, image, params)
@@ -143,8 +124,6 @@ def service_overhead(base: str, samples: int) -> dict[str, Any]:
     return {
         "lab": f"{lab} on {', '.join(models)}",
         "samples": samples,
-        "poll_interval_ms": TIGHT_POLL_S * 1000,
-        "first_poll_ms": 1000 * first_poll,
         "http_p50_ms": 1000 * median(http_s),
         "inprocess_p50_ms": 1000 * median(local_s),
         "ratio": median(http_s) / median(local_s),
@@ -163,7 +142,7 @@ def payload_sizes(base: str) -> list[dict[str, Any]]:
     image_id = client.upload(png_bytes(load_example("shapes-circle")))
     rows = []
     for lab, models, params in (OVERHEAD_JOB, *STUDENT_JOBS):
-        view, size = client.run(lab, models, image_id, params, UI_POLL_S / 3)
+        view, size = client.run(lab, models, image_id, params)
         figs = view["result"]["figures"]
         rows.append(
             {
@@ -195,7 +174,7 @@ def student_images(n: int) -> list[bytes]:
 
 
 def class_load(base: str, students: int, images: list[bytes]) -> dict[str, Any]:
-    """Every student starts at once: upload their image, run each STUDENT_JOBS lab, polling like the UI."""
+    """Every student starts at once: upload their image, run each STUDENT_JOBS lab, asking like the UI."""
     latencies: list[float] = []
     clients = [Client(base, forwarded_for=f"10.20.{i // 200}.{i % 200 + 1}") for i in range(students)]
     failures: list[str] = []
@@ -209,7 +188,7 @@ def class_load(base: str, students: int, images: list[bytes]) -> dict[str, Any]:
             image_id = c.upload(images[i])
             for lab, models, params in STUDENT_JOBS:
                 start = time.perf_counter()
-                c.run(lab, models, image_id, params, 2 * UI_FIRST_POLL_S, UI_FIRST_POLL_S, UI_POLL_S)
+                c.run(lab, models, image_id, params, UI_POLL_S)
                 with lock:
                     latencies.append(time.perf_counter() - start)
         except Exception as exc:  # counted and reported, never hidden
@@ -246,7 +225,7 @@ def warm_workers(base: str, workers: int, images: list[bytes]) -> None:
     image_id = client.upload(images[0])
     ids = [client.submit(lab, m, image_id, p) for lab, m, p in STUDENT_JOBS for _ in range(workers)]
     for job_id in ids:
-        client.wait(job_id, 0.05)
+        client.wait(job_id)
     client.http.close()
 
 
@@ -270,7 +249,7 @@ def start_embedded(procs: Processes) -> tuple[str, subprocess.Popen[bytes], dict
     healthy = time.perf_counter() - start
     client = Client(url)
     lab, models, params = OVERHEAD_JOB
-    client.run(lab, models, client.upload(png_bytes(load_example("shapes-circle"))), params, 0.02)
+    client.run(lab, models, client.upload(png_bytes(load_example("shapes-circle"))), params)
     first = time.perf_counter() - start
     client.http.close()
     return url, proc, {"healthy_s": healthy, "first_job_s": first}

@@ -11,6 +11,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from backend.config import Settings
+from backend.jobs.events import announce_end
 from backend.jobs.execute import rq_job
 from backend.jobs.keys import cancel_key
 from backend.schemas import JobStatus as ApiStatus
@@ -126,3 +127,4 @@ class JobService:
             # If a worker took it meanwhile, that worker sees the cancel key at its first progress step.
             with contextlib.suppress(InvalidJobOperation):
                 job.cancel()
+                announce_end(self.conn, job_id)

@@ -38,6 +38,7 @@ from rq.timeouts import TimerDeathPenalty
 from backend.config import Settings
 from backend.jobs.batching import BATCHER
 from backend.jobs.connection import connect
+from backend.jobs.events import announce_end
 from backend.jobs.execute import bind_worker, unbind_worker
 from backend.jobs.keys import alive_key, requeue_claim_key
 
@@ -127,6 +128,38 @@ def _libc() -> ctypes.CDLL | None:
 # long-lived objects that later became garbage (an evicted model, say) is freed after all.
 THAW_EVERY_JOBS = 100
 _jobs_released = 0
+# A full collection costs a few ms even with the survivors frozen, as much as a small job's forward
+# pass; so it runs after a job that left the process this much bigger, or after this many jobs.
+RELEASE_AFTER_GROWTH_BYTES = 32 * 1024 * 1024
+RELEASE_EVERY_JOBS = 20
+
+
+def resident_bytes() -> int | None:
+    """This process's resident set size (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class MemoryKeeper:
+    """Decides after each job whether `release_memory` is worth its cost."""
+
+    def __init__(self) -> None:
+        self.jobs_since = 0
+        self.before: int | None = None
+
+    def job_started(self) -> None:
+        self.before = resident_bytes()
+
+    def job_ended(self) -> None:
+        self.jobs_since += 1
+        after = resident_bytes()
+        grew = self.before is None or after is None or after - self.before > RELEASE_AFTER_GROWTH_BYTES
+        if grew or self.jobs_since >= RELEASE_EVERY_JOBS:
+            release_memory()
+            self.jobs_since = 0
 
 
 def release_memory() -> None:
@@ -158,14 +191,18 @@ class BiaslabWorker(SimpleWorker):
 
     stop_asked = False
     running: tuple[Job, Execution] | None = None  # the job this worker is computing, if any
+    memory: MemoryKeeper | None = None
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         self.running = (job, execution)
+        memory = self.memory = self.memory or MemoryKeeper()
+        memory.job_started()
         try:
             return super().perform_job(job, queue, execution)
         finally:
             self.running = None
-            release_memory()
+            announce_end(self.connection, job.id)  # rq has stored the result or the failure by now
+            memory.job_ended()
 
     def reassert_job(self, conn: redis.Redis) -> None:
         """After an outage: if a sweeper re-queued our running job, take it back out of the queue

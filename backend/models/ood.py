@@ -25,10 +25,17 @@ needs ImageNet images, none ship here, and the shapes threshold means nothing in
 from __future__ import annotations
 
 import argparse
+import hashlib
+import inspect
+import logging
+import os
+import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,6 +44,8 @@ from PIL import Image
 from torch import nn
 
 from backend.models.preprocess import preprocess
+
+log = logging.getLogger("biaslab.ood")
 
 METHOD = "k-NN distance in a trained model's feature space (Sun et al., ICML 2022, arXiv 2204.06507)"
 # Training dataset -> the model whose embedding is the reference, and how to load that dataset.
@@ -90,6 +99,15 @@ class Reference:
     threshold: float
     val_scores: np.ndarray
 
+    def _train64(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training embeddings in float64 and their squared norms, computed once per reference."""
+        cached = getattr(self, "_train64_cache", None)
+        if cached is None or cached[0] is not self.train:
+            train = self.train.astype(np.float64)
+            cached = (self.train, train, np.einsum("ij,ij->i", train, train))
+            self._train64_cache = cached
+        return cached[1], cached[2]
+
     def scores(self, embeddings: np.ndarray, chunk: int = 256) -> np.ndarray:
         """Distance to the k-th nearest training embedding, one per row.
 
@@ -97,8 +115,7 @@ class Reference:
         job's image it takes microseconds, where scikit-learn's `kneighbors` spent milliseconds
         validating its input, and scoring the 1,000 validation images stays one BLAS call per chunk.
         """
-        train = self.train.astype(np.float64)
-        train_sq = np.einsum("ij,ij->i", train, train)
+        train, train_sq = self._train64()
         out = []
         for i in range(0, embeddings.shape[0], chunk):
             q = embeddings[i : i + chunk].astype(np.float64)
@@ -127,10 +144,84 @@ def fit_reference(
     return ref
 
 
+def fingerprint(dataset: str, model_name: str, module: nn.Module) -> str:
+    """What a fitted reference depends on: the method's constants, the model's weights and the dataset
+    generator's output (its first images), so retrained weights or a changed generator refit it."""
+    h = hashlib.sha256(repr((METHOD, dataset, model_name, K, N_TRAIN, N_VAL, QUANTILE)).encode())
+    for fn in (fit_reference, embed, _pixels, Reference.scores):  # how it is computed, too
+        h.update(inspect.getsource(fn).encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())
+    for split in ("train", "val"):
+        h.update(_load_split(dataset, split, 8).tobytes())
+    return h.hexdigest()[:24]
+
+
+def _read(path: Path) -> Reference | None:
+    from safetensors.numpy import load_file, safe_open
+
+    try:
+        arrays = load_file(path)
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata()
+        return Reference(
+            meta["dataset"],
+            meta["model"],
+            arrays["train"],
+            int(meta["k"]),
+            float(meta["threshold"]),
+            arrays["val_scores"],
+        )
+    except FileNotFoundError:
+        return None
+    except Exception as exc:  # a truncated or foreign file: fit again and overwrite it
+        log.warning("ignoring the cached reference %s (%s)", path, exc)
+        return None
+
+
+def _write(path: Path, ref: Reference) -> None:
+    from safetensors.numpy import save_file
+
+    meta = {"dataset": ref.dataset, "model": ref.model, "k": str(ref.k), "threshold": repr(ref.threshold)}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        save_file({"train": ref.train, "val_scores": ref.val_scores}, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide it from the other users of a shared cache
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    except OSError as exc:
+        log.info("cannot cache the out-of-distribution reference in %s (%s)", path.parent, exc)
+
+
+def cached_fit(
+    dataset: str, model_name: str, module: nn.Module, device: torch.device, cache_dir: Path
+) -> Reference:
+    """The reference from `cache_dir` when its fingerprint matches, else fitted (about 10 s on 2 CPU
+    cores: 3,000 images rendered and embedded) and stored there for the next process."""
+    path = cache_dir / "ood" / f"{model_name}-{fingerprint(dataset, model_name, module)}.safetensors"
+    ref = _read(path)
+    if ref is None:
+        ref = fit_reference(dataset, model_name, module, device)
+        _write(path, ref)
+    return ref
+
+
+_FIT_LOCK = threading.Lock()  # concurrent first jobs wait for one fit instead of each doing it
+
+
+def reference(dataset: str, model_name: str, device: str, module: nn.Module) -> Reference:
+    with _FIT_LOCK:
+        return _cached_reference(dataset, model_name, device, module)
+
+
 @lru_cache(maxsize=8)
 def _cached_reference(dataset: str, model_name: str, device: str, module: nn.Module) -> Reference:
-    # Keyed by the (cached) module: a worker keeps its models loaded, so this is fitted once per worker.
-    return fit_reference(dataset, model_name, module, torch.device(device))
+    # Keyed by the (cached) module: a worker keeps its models loaded, so this runs once per worker.
+    from backend.config import get_settings
+
+    return cached_fit(dataset, model_name, module, torch.device(device), get_settings().cache_dir)
 
 
 def reference_model(datasets: Sequence[str]) -> str | None:
@@ -152,7 +243,7 @@ def verdict(
     models: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The JSON a job result carries as `metrics["ood"]`: the score, the threshold and a plain sentence."""
-    ref = _cached_reference(dataset, model_name, str(device), module)
+    ref = reference(dataset, model_name, str(device), module)
     score = score_image(image, ref, module, device)
     inside = score <= ref.threshold
     who = ", ".join(models) if models else "these models"

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,6 +145,35 @@ def test_cancelled_job_ends_cancelled(stack: Stack) -> None:
         assert view["result"] is None
         # The queue keeps working after a cancellation.
         assert wait_done(c, submit(c), 60)["status"] == "finished"
+
+
+def test_a_waiting_request_answers_when_its_job_ends(stack: Stack) -> None:
+    """`GET /api/jobs/{id}?wait=S` answers the moment the job ends (cancelled or finished), not when S
+    runs out; when S runs out first it answers with the job's state then."""
+    with stack.client() as c, stack.client() as other:
+        job_id = submit(c, LONG)
+        wait_started(c, job_id)
+        asked = time.monotonic()
+        view = c.get(f"/api/jobs/{job_id}", params={"wait": 0.5}).json()
+        assert view["status"] == "started"
+        assert time.monotonic() - asked >= 0.5
+
+        with ThreadPoolExecutor(1) as pool:
+            asked = time.monotonic()
+            waiting = pool.submit(lambda: other.get(f"/api/jobs/{job_id}", params={"wait": 30}).json())
+            time.sleep(0.5)  # the request is waiting by now
+            assert c.delete(f"/api/jobs/{job_id}").status_code == 202
+            view = waiting.result()
+        assert view["status"] == "cancelled"
+        assert time.monotonic() - asked < 30
+
+        asked = time.monotonic()
+        fresh = submit(c)
+        view = c.get(f"/api/jobs/{fresh}", params={"wait": 30}).json()
+        assert view["status"] == "finished" and view["result"]["figures"]
+        assert time.monotonic() - asked < 30
+        for bad in ("-1", "31", "nan", "soon"):
+            assert c.get(f"/api/jobs/{fresh}", params={"wait": bad}).status_code == 422, bad
 
 
 def test_queued_job_can_be_cancelled_before_it_starts(stack: Stack) -> None:

@@ -78,3 +78,28 @@ def test_survivors_are_frozen_and_garbage_cycles_are_still_collected(monkeypatch
     monkeypatch.setattr(worker, "_jobs_released", 2)
     release_memory()  # the next thaw
     assert ref() is None
+
+
+def test_memory_is_released_after_a_job_that_grew_the_process_or_every_few_jobs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released: list[int] = []
+    sizes = iter([])
+
+    monkeypatch.setattr(worker, "release_memory", lambda: released.append(1))
+    monkeypatch.setattr(worker, "resident_bytes", lambda: next(sizes))
+    keeper = worker.MemoryKeeper()
+    mb = 1024 * 1024
+    # (before, after) resident sizes of each job
+    jobs = [(100 * mb, 101 * mb), (101 * mb, 300 * mb), (300 * mb, 300 * mb)]
+    sizes = iter([size for job in jobs for size in job])
+    for _ in jobs:
+        keeper.job_started()
+        keeper.job_ended()
+    assert len(released) == 1  # only after the job that grew the process by 199 MB
+
+    sizes = iter([100 * mb] * 2 * worker.RELEASE_EVERY_JOBS)
+    for _ in range(worker.RELEASE_EVERY_JOBS):
+        keeper.job_started()
+        keeper.job_ended()
+    assert len(released) == 2  # small jobs: once every RELEASE_EVERY_JOBS

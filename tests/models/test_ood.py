@@ -3,7 +3,9 @@ threshold, and the real check through `run_lab` (scikit-image photos flagged, sh
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +14,8 @@ from sklearn.neighbors import NearestNeighbors
 
 from backend.data.examples import PHOTOS, list_examples, load_example
 from backend.jobs.execute import run_lab
-from backend.models.ood import Reference, fit_reference, reference_model
+from backend.models import ood
+from backend.models.ood import Reference, cached_fit, fit_reference, reference_model
 
 
 @pytest.fixture(autouse=True)
@@ -47,6 +50,41 @@ def test_threshold_is_the_validation_quantile() -> None:
     assert np.mean(ref.val_scores > ref.threshold) <= 0.1 + 1e-9
     # unit-norm embeddings: distances lie in [0, 2]
     assert ref.val_scores.min() >= 0.0 and ref.val_scores.max() <= 2.0
+
+
+def test_the_fitted_reference_is_kept_on_disk_until_the_weights_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.models.registry import create_model
+
+    fits: list[str] = []
+
+    def small_fit(dataset: str, name: str, module: torch.nn.Module, device: torch.device) -> Reference:
+        fits.append(name)  # a smaller fit than the default: the cache does not depend on its size
+        return fit_reference(dataset, name, module, device, n_train=200, n_val=100)
+
+    monkeypatch.setattr(ood, "fit_reference", small_fit)
+    cpu = torch.device("cpu")
+    module = create_model("cnn-shapes", device="cpu")
+    first = cached_fit("shapes", "cnn-shapes", module, cpu, tmp_path)
+    again = cached_fit("shapes", "cnn-shapes", module, cpu, tmp_path)  # as a new process would
+    assert fits == ["cnn-shapes"]
+    np.testing.assert_array_equal(again.train, first.train)
+    np.testing.assert_array_equal(again.val_scores, first.val_scores)
+    assert (again.threshold, again.k, again.dataset) == (first.threshold, first.k, first.dataset)
+
+    changed = copy.deepcopy(module)
+    with torch.no_grad():
+        next(changed.parameters()).add_(1e-3)
+    assert not np.array_equal(cached_fit("shapes", "cnn-shapes", changed, cpu, tmp_path).train, first.train)
+    assert len(fits) == 2 and len(list((tmp_path / "ood").glob("*.safetensors"))) == 2
+
+    for f in (tmp_path / "ood").glob("*.safetensors"):
+        f.write_bytes(b"truncated")  # a damaged cache is refitted, not an error
+    assert cached_fit("shapes", "cnn-shapes", module, cpu, tmp_path).threshold == first.threshold
+    assert len(fits) == 3
+    (blocked := tmp_path / "not-a-dir").write_text("")  # an unwritable cache still gives a reference
+    assert cached_fit("shapes", "cnn-shapes", module, cpu, blocked).threshold == first.threshold
 
 
 def test_only_datasets_with_a_reference_get_a_verdict() -> None:

@@ -3,8 +3,8 @@
 Left: the lab's description, a model picker with model cards, the controls generated from its params
 schema, Run / Cancel and a live progress bar. Right: the lesson, the figures (`gr.Plot` slots filled from
 the job's Plotly JSON), the text, a metrics table and the downloads. Run is a generator: it submits the
-job, asks `GET /api/jobs/{id}?wait=` and yields the progress until the job ends; Cancel sends DELETE, and the
-poll loop then reports the job as cancelled.
+job, asks `GET /api/jobs/{id}?wait=` and yields the progress until the job ends; Cancel sends DELETE,
+and the waiting request then answers with the job cancelled.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,16 +39,25 @@ def test_run_predict_writes_html_and_json(tmp_path: Path) -> None:
 
 
 def test_run_rejects_bad_input_with_a_message(tmp_path: Path) -> None:
-    r = biaslab("run", "nope", "--out", str(tmp_path))
-    assert r.returncode == 2 and "unknown lab" in r.stderr
-    r = biaslab("run", "predict", "--model", "nope", "--out", str(tmp_path))
-    assert r.returncode == 2 and "unknown model" in r.stderr
     not_an_image = tmp_path / "notes.png"
     not_an_image.write_text("hello")
-    r = biaslab("run", "predict", "--image", str(not_an_image), "--out", str(tmp_path))
-    assert r.returncode == 2 and "cannot read --image" in r.stderr and "Traceback" not in r.stderr
-    r = biaslab("run", "predict", "--model", "cnn-shapes", "--param", "top_k=0", "--out", str(tmp_path))
-    assert r.returncode == 2 and "top_k" in r.stderr
+    out = str(tmp_path)
+    # Side by side: each is a fresh interpreter that spends its seconds importing torch.
+    with ThreadPoolExecutor(4) as pool:
+        unknown_lab, unknown_model, bad_image, bad_param = pool.map(
+            lambda args: biaslab(*args),
+            [
+                ("run", "nope", "--out", out),
+                ("run", "predict", "--model", "nope", "--out", out),
+                ("run", "predict", "--image", str(not_an_image), "--out", out),
+                ("run", "predict", "--model", "cnn-shapes", "--param", "top_k=0", "--out", out),
+            ],
+        )
+    assert unknown_lab.returncode == 2 and "unknown lab" in unknown_lab.stderr
+    assert unknown_model.returncode == 2 and "unknown model" in unknown_model.stderr
+    assert bad_image.returncode == 2 and "cannot read --image" in bad_image.stderr
+    assert "Traceback" not in bad_image.stderr
+    assert bad_param.returncode == 2 and "top_k" in bad_param.stderr
 
 
 def test_help_lists_commands() -> None:

@@ -137,7 +137,7 @@ def _scaled(report: ProgressFn, fraction: float, message: str = "") -> None:
 
 PublishFn = Callable[[dict[str, Any]], None]
 
-# A worker records progress (and checks for a cancel request) at most this often; the UI polls 3× a second.
+# A worker records progress (and checks for a cancel request) at most this often; the UI asks 3× a second.
 PROGRESS_EVERY_S = 0.05
 
 

@@ -1,10 +1,10 @@
 """The dashboard in headless Chromium against a live `biaslab serve` (embedded queue, real models).
 
-Every lab runs once on a photograph uploaded from scikit-image; each tab is then photographed at a phone
-(390×844), a laptop (1280×800) and a projector (1920×1080) viewport into artifacts/ui-<lab>-<w>.png,
-checked for text that overlaps inside its charts and for a page wider than the screen, and scanned with
-axe-core (the npm package, injected through Playwright) for serious or critical violations: the whole
-page once, then each lab's tab.
+Every lab runs once on a photograph uploaded from scikit-image (attribution with a light sanity check);
+each tab is then photographed at a phone (390×844), a laptop (1280×800) and a projector (1920×1080)
+viewport into artifacts/ui-<lab>-<w>.png, checked for text that overlaps inside its charts and for a
+page wider than the screen, and scanned with axe-core (the npm package, injected through Playwright) for
+serious or critical violations: the whole page once, then each lab's tab.
 """
 
 from __future__ import annotations
@@ -166,6 +166,11 @@ def test_every_lab_on_a_photo_at_three_viewports(
     assert "Webcam" not in page.locator("#current-image").inner_text()
 
     upload(page, "chelsea.png", photo_png("chelsea"))
+    # Attribution's default sanity check (6 probe images × 5 seeds: a minute here) runs in-process in
+    # tests/labs (test_lab_on_the_shipped_zoo); the page runs a light one, set through a shared link.
+    image_id = parse_qs(urlparse(page.url).query)["image"][0]
+    open_page(page, f"{live_server.url}/?lab=attribution&image={image_id}&probe_size=1&seeds=2")
+    page.wait_for_selector("#current-image img")
     failures: list[str] = []
     for lab in catalog["labs"]:
         name = lab["name"]

@@ -23,9 +23,11 @@ EXAMPLE = "shapes-circle"
 LABS = [lab for lab in list_labs() if not lab.name.startswith("toy-")]  # the test plugin has its own tests
 # Every lab runs at its defaults here except attribution, whose default sanity check (6 probe images ×
 # 5 seeds) took 50 s per run and this test runs it three times: its every path (both randomisations,
-# IG with expected gradients) still runs, on fewer images and seeds. The browser sweep
-# (tests/app/test_browser.py) runs every lab, attribution included, at its defaults.
-PARAMS: dict[str, dict[str, Any]] = {"attribution": {"probe_size": 1, "seeds": 2}}
+# IG with expected gradients) still runs, on fewer images, seeds, steps and references. Its defaults
+# run in tests/labs/test_attention_gating_attribution_labs.py (test_lab_on_the_shipped_zoo).
+PARAMS: dict[str, dict[str, Any]] = {
+    "attribution": {"probe_size": 1, "seeds": 2, "ig_steps": 8, "references": 2}
+}
 
 
 def inputs(lab: Lab) -> dict[str, Any]:

@@ -89,6 +89,9 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
 
     with tempfile.TemporaryDirectory(prefix="biaslab-bench-") as tmp:
         env = {"OMP_NUM_THREADS": str(config.threads)} if config.threads else {}
+        # An empty cache, so start-up is what a new deployment sees (its first image job fits the
+        # out-of-distribution reference), whatever this machine ran before; later processes read it.
+        env["BIASLAB_CACHE_DIR"] = str(Path(tmp) / "cache")
         procs = Processes(Path(tmp), env)
         try:
             log("5/6 start-up of an embedded `biaslab serve`")

@@ -286,7 +286,7 @@ def render(res: dict[str, Any]) -> str:
                 f"{s['healthy_s'] / s['import_torch_s']:.2f}×",
             ],
             [
-                "`biaslab serve` to the first answered job (s)",
+                "`biaslab serve` to the first answered job, empty cache: the job fits the OOD reference (s)",
                 _f(s["first_job_s"], 1),
                 f"{s['import_torch_s']:.1f} (`python -c 'import torch'`)",
                 f"{s['first_job_s'] / s['import_torch_s']:.2f}×",

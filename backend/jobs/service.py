@@ -99,7 +99,8 @@ class JobService:
             "lab": meta.get("lab") or (job.args[0] if job.args else ""),
             "status": status,
             "progress": progress,
-            "message": meta.get("message"),
+            # A worker stops reporting at its end (rq records that), so a finished job's last report is stale.
+            "message": "done" if status == "finished" else meta.get("message"),
             "result": result,
             # The latest partial result, while the lab runs (a finished job's result supersedes it).
             "partial": meta.get("partial") if status != "finished" else None,

@@ -171,6 +171,7 @@ def test_a_waiting_request_answers_when_its_job_ends(stack: Stack) -> None:
         fresh = submit(c)
         view = c.get(f"/api/jobs/{fresh}", params={"wait": 30}).json()
         assert view["status"] == "finished" and view["result"]["figures"]
+        assert (view["progress"], view["message"]) == (1.0, "done")  # not the last progress report
         assert time.monotonic() - asked < 30
         for bad in ("-1", "31", "nan", "soon"):
             assert c.get(f"/api/jobs/{fresh}", params={"wait": bad}).status_code == 422, bad

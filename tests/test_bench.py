@@ -46,6 +46,8 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     assert ("gradcam", "mlp") not in labs
     for r in res["lab_vs_bare"]:
         assert _positive(r["compute_ratio"]) and _positive(r["bare_ms"])
+        if r["lab"] in ("predict", "attention"):  # the whole job, on a new image and on the same one again
+            assert _positive(r["job_ratio"]) and _positive(r["rerun_ratio"])
     assert _positive(res["threads"]["ratio"])
 
     cams = res["gradcam_vs_library"]

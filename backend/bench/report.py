@@ -30,7 +30,7 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for every target of the issue."""
     out: list[tuple[str, str, bool | None]] = []
     rows = res["lab_vs_bare"]
-    for key, what in (("compute_ratio", "lab.run"), ("job_ratio", "whole job (run_lab)")):
+    for key, what in (("compute_ratio", "lab.run"), ("job_ratio", "whole job (run_lab, a new image)")):
         vals = [r[key] for r in rows if key in r]
         med = statistics.median(vals)
         worst = max(rows, key=lambda r: r.get(key, 0))
@@ -105,7 +105,9 @@ def render(res: dict[str, Any]) -> str:
     lines += ["## 1. Lab time against the bare computation it cannot avoid", ""]
     lines += [
         "`lab.run` is the lab's compute alone; the whole job is `run_lab` as a worker runs it (validation, "
-        "lab.run, Plotly figures, the out-of-distribution check). Target ≤ 1.3×.",
+        "lab.run, Plotly figures, the out-of-distribution check) on a new image every call, as a first run; "
+        "a re-run is the same job on the same image, as a change of settings is, whose out-of-distribution "
+        "score is kept from the first. Target ≤ 1.3×.",
         "",
     ]
     rows = [
@@ -121,6 +123,8 @@ def render(res: dict[str, Any]) -> str:
             _f(r.get("job_ms"), 1),
             f"{r['job_ratio']:.2f}×" if "job_ratio" in r else "–",
             _met(r["job_ratio"] <= LAB_TARGET) if "job_ratio" in r else "n/a",
+            _f(r.get("rerun_ms"), 1),
+            f"{r['rerun_ratio']:.2f}×" if "rerun_ratio" in r else "–",
         ]
         for r in res["lab_vs_bare"]
     ]
@@ -137,6 +141,8 @@ def render(res: dict[str, Any]) -> str:
             "whole job ms",
             "job ratio",
             "≤ 1.3×",
+            "re-run ms",
+            "re-run ratio",
         ],
         rows,
     )

@@ -87,6 +87,38 @@ def test_the_fitted_reference_is_kept_on_disk_until_the_weights_change(
     assert cached_fit("shapes", "cnn-shapes", module, cpu, blocked).threshold == first.threshold
 
 
+def test_an_image_scored_before_is_not_embedded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.models.preprocess import preprocess
+    from backend.models.registry import create_model
+
+    device = torch.device("cpu")
+    module = create_model("cnn-shapes", device="cpu")
+    ref = fit_reference("shapes", "cnn-shapes", module, device, n_train=60, n_val=20)
+    embedded: list[int] = []
+    real_embed = ood.embed
+
+    def counting_embed(model: torch.nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+        embedded.append(x.shape[0])
+        return real_embed(model, x, batch)
+
+    monkeypatch.setattr(ood, "embed", counting_embed)
+    monkeypatch.setattr(ood, "SEEN_IMAGES", 2)
+    circle, square, photo = (load_example(n) for n in ("shapes-circle", "shapes-square", "coffee"))
+
+    first = ood.score_image(circle, ref, module, device)
+    expected = float(ref.scores(real_embed(module, preprocess(circle, module)))[0])  # computed afresh
+    assert first == expected and len(embedded) == 1
+    assert ood.score_image(circle.copy(), ref, module, device) == first  # same pixels, another object
+    assert len(embedded) == 1
+    assert ood.score_image(square, ref, module, device) != first
+    assert len(embedded) == 2
+    ood.score_image(photo, ref, module, device)  # a third image: the oldest, the circle, is dropped
+    assert len(embedded) == 3
+    ood.score_image(square, ref, module, device)
+    assert len(embedded) == 3
+    assert ood.score_image(circle, ref, module, device) == first and len(embedded) == 4
+
+
 def test_only_datasets_with_a_reference_get_a_verdict() -> None:
     assert reference_model(["shapes"]) == "cnn-shapes"
     assert reference_model(["imagenet"]) is None

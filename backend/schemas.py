@@ -7,6 +7,7 @@ torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -87,9 +88,12 @@ class LabInfo(BaseModel):
 
     def accepts_model(self, task: str, family: str) -> bool:
         """Whether a model of this task and family can go into this lab."""
-        if task not in self.model_tasks:
-            return False
-        return self.model_families is None or family in self.model_families
+        return lab_accepts(self.model_tasks, self.model_families, task, family)
+
+
+def lab_accepts(tasks: Sequence[str], families: Sequence[str] | None, task: str, family: str) -> bool:
+    """The one rule for which models a lab takes: its tasks, and its families where it names any."""
+    return task in tasks and (families is None or family in families)
 
 
 class ExampleInfo(BaseModel):

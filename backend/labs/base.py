@@ -28,7 +28,7 @@ from torch import nn
 
 from backend.models.registry import ModelEntry, ProgressFn
 from backend.registry import NotRegistered, Registry
-from backend.schemas import LabInfo, TextInputSpec
+from backend.schemas import LabInfo, TextInputSpec, lab_accepts
 
 
 class LabParams(BaseModel):
@@ -113,7 +113,8 @@ class Lab(ABC):
         return []
 
     def accepts(self, entry: ModelEntry) -> bool:
-        return self.info().accepts_model(entry.task, entry.family)
+        # Not through info(): that builds the whole LabInfo, schema included, for every model of every job.
+        return lab_accepts(self.model_tasks, self.model_families, entry.task, entry.family)
 
     def info(self, lesson: str | None = None) -> LabInfo:
         """The lab's metadata as the API, the CLI and the UI see it: the one definition of the contract."""

@@ -79,6 +79,8 @@ def test_computed_model_is_built_once_with_progress_and_partials_arrive_in_order
         ({"lab_name": "toy-echo", "models": []}, 422, "at least one model"),
         ({"lab_name": "toy-echo", "models": ["toy-mean-denoiser"] * 2}, 422, "takes at most 1"),
         ({"lab_name": "toy-echo", "models": ["cnn-shapes"], "text": "hi"}, 422, "cannot analyse"),
+        # the right task, a family the lab does not take (attention maps need attention layers)
+        ({"lab_name": "attention", "models": ["cnn-shapes"], "has_image": True}, 422, "cannot analyse"),
         ({"lab_name": "toy-echo", "models": ["toy-mean-denoiser"]}, 422, "needs a text input"),
         ({"lab_name": "toy-echo", "models": ["toy-mean-denoiser"], "text": "x" * 81}, 422, "80 at most"),
         ({"lab_name": "predict", "models": ["cnn-shapes"], "text": "hi", "has_image": True}, 422, "no text"),

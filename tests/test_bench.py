@@ -67,9 +67,11 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
 
     load = res["class_load"]
     assert [r["workers"] for r in load] == [1]
-    for r in load:  # every student's two jobs finished, none refused or failed
+    assert [r["students"] for r in res["class_load_embedded"]] == [2]  # the one-command server too
+    for r in load + res["class_load_embedded"]:  # every student's two jobs finished, none refused or failed
         assert r["jobs_done"] == 2 * r["students"] and r["failed_students"] == 0 and r["server_errors"] == 0
-        assert _positive(r["jobs_per_s"]) and _positive(r["scaling_efficiency"])
+        assert _positive(r["jobs_per_s"])
+    assert all(_positive(r["scaling_efficiency"]) for r in load)
     assert load[0]["scaling_efficiency"] == pytest.approx(1.0)
 
     s, z = res["startup"], res["zoo_rss"]

@@ -4,7 +4,7 @@
 2. Our GradCAM against pytorch-grad-cam on the same models and inputs (compute.py).
 3. Service overhead: a job over HTTP against the same lab in-process, embedded and with Redis (service.py),
    and in the browser from Run to the figure drawn (browser.py).
-4. A class of simulated students with 1, 2 and 4 workers (service.py).
+4. A class of simulated students with 1, 2 and 4 Redis workers, and on the embedded server (service.py).
 5. Start-up to the first answered job, and peak RSS with the whole zoo loaded (service.py, rss.py).
 6. Dynamic batching: its ceiling on forward passes, and its gain on concurrent jobs (batching.py).
 
@@ -104,14 +104,23 @@ def run_bench(config: BenchConfig, out: Path, log: Any = print) -> dict[str, Any
             results["payloads"] = service.payload_sizes(url)
             log("3/6 in the browser: Run to the figure drawn")
             results["browser"] = browser.run_to_figure(url, config.repeats)
-            procs.stop(proc)
             lap("embedded_overhead")
+            # The server a teacher starts with one command (`make serve`: embedded queue, one worker
+            # thread) under the same class as the Redis rows below.
+            images = service.student_images(max(config.students))
+            service.warm_workers(url, 1, images)
+            embedded_rows = []
+            for students in config.students:
+                log(f"4/6 class load: {students} students, embedded `biaslab serve`")
+                embedded_rows.append({"workers": 1, **service.class_load(url, students, images)})
+            results["class_load_embedded"] = embedded_rows
+            procs.stop(proc)
+            lap("class_load_embedded")
 
             log("3/6 service overhead, Redis with `biaslab worker` processes")
             redis_url = procs.redis()
             url, proc = procs.serve(["--redis", redis_url, "--workers", "0"], "serve-redis.log")
             workers_started = 0
-            images = service.student_images(max(config.students))
             load_rows = []
             for n in sorted(set(config.workers) | {1}):
                 for i in range(workers_started, n):

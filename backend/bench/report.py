@@ -279,6 +279,42 @@ def render(res: dict[str, Any]) -> str:
             for r in res["class_load"]
         ],
     )
+    embedded = res.get("class_load_embedded") or []
+    redis_one = {r["students"]: r for r in res["class_load"] if r["workers"] == 1}
+    lines += [
+        "The same class on the one-command server (`biaslab serve`: embedded queue, one worker thread "
+        "in the API's process), against the Redis queue with one `biaslab worker`, in this run:",
+        "",
+    ]
+    lines += _table(
+        [
+            "students",
+            "jobs done",
+            "wall s",
+            "jobs/s",
+            "p50 s",
+            "p95 s",
+            "jobs/s ÷ Redis, 1 worker",
+            "429s",
+            "5xx",
+        ],
+        [
+            [
+                str(r["students"]),
+                str(r["jobs_done"]),
+                _f(r["wall_s"], 1),
+                _f(r["jobs_per_s"], 2),
+                _f(r["latency_p50_s"], 2),
+                _f(r["latency_p95_s"], 2),
+                f"{r['jobs_per_s'] / redis_one[r['students']]['jobs_per_s']:.2f}×"
+                if r["students"] in redis_one
+                else "–",
+                str(r["rejected_429"]),
+                str(r["server_errors"]),
+            ]
+            for r in embedded
+        ],
+    )
 
     s, z = res["startup"], res["zoo_rss"]
     lines += ["## 5. Start-up and memory", ""]

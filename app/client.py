@@ -222,9 +222,10 @@ class ApiClient:
             raise ApiError("the API accepted the job but returned no job id")
         return job_id
 
-    def job(self, job_id: str, wait: float = 0.0) -> JobView:
-        """The job's state; with `wait`, once it ends or after `wait` seconds, whichever comes first."""
-        params = {"wait": wait} if wait > 0 else None
+    def job(self, job_id: str, wait: float = 0.0, until: str = "end") -> JobView:
+        """The job's state; with `wait`, once it ends (`until="change"`: or a queued job starts), or after
+        `wait` seconds, whichever comes first."""
+        params = {"wait": wait, "until": until} if wait > 0 else None
         data = self._json("GET", f"/jobs/{job_id}", params=params)
         result: JobView = self._parse(JobView, data, "job status")
         return result

@@ -48,9 +48,13 @@ from app.state import REPLACE_URL_JS, UrlState, encode_query
 log = logging.getLogger("biaslab.ui")
 
 MAX_FIGURES = 12  # gr.Plot slots per lab; further figures are still in the HTML download
-# The page asks for a job's state with `wait=POLL_S`: the API answers the moment the job ends, and
-# otherwise after POLL_S, so a long job's progress line moves about three times a second.
+# The page asks for a running job's state with `wait=POLL_S`: the API answers the moment the job ends,
+# and otherwise after POLL_S, so a long job's progress line moves about three times a second. A queued
+# job has no progress to show, so the page asks with QUEUED_WAIT_S and `until=change`, answered the
+# moment the job starts: a class queued behind one embedded worker polled that worker's process (and
+# its GIL) three times a second per student.
 POLL_S = 0.3
+QUEUED_WAIT_S = 2.0
 DOWNLOAD_DIR = Path(tempfile.gettempdir()) / "biaslab-ui" / "downloads"
 
 
@@ -587,7 +591,10 @@ def build_lab_page(
             yield {job_id: job, cancel: gr.update(interactive=True), status: shown_progress}
             drawn_step = 0
             while True:
-                view = client.job(job, wait=POLL_S)
+                if view is not None and view.status == "queued":
+                    view = client.job(job, wait=QUEUED_WAIT_S, until="change")
+                else:
+                    view = client.job(job, wait=POLL_S)
                 if view.done:
                     break
                 update: dict[Any, Any] = {}

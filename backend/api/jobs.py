@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Annotated, Any
+import time
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
@@ -90,14 +91,29 @@ async def status(
             "it ends. 0 (the default) answers at once.",
         ),
     ] = 0.0,
+    until: Annotated[
+        Literal["end", "change"],
+        Query(
+            description="With `wait`: `end` answers when the job ends; `change` also when a queued job "
+            "starts (a page shows progress from then on)."
+        ),
+    ] = "end",
 ) -> dict[str, Any]:
-    with endings.waiting(job_id) as ended:  # registered before the read: an ending in between is seen
-        view = await run_in_threadpool(_view, jobs, job_id)
-        if wait <= 0 or view["status"] in ENDED:
-            return view
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), wait)
-    return await run_in_threadpool(_view, jobs, job_id)
+    deadline = time.monotonic() + wait
+    asked_while: str | None = None  # the status when asked: `until=change` answers when it differs
+    # Registered before the first read, and cleared before each: a change after a read is never missed.
+    with endings.waiting(job_id, starts=until == "change") as changed:
+        while True:
+            changed.clear()
+            view = await run_in_threadpool(_view, jobs, job_id)
+            asked_while = asked_while or view["status"]
+            if view["status"] in ENDED or (until == "change" and view["status"] != asked_while):
+                return view
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return view
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), left)
 
 
 @router.delete("/{job_id}", status_code=202, responses=error_responses(404, 409))

@@ -25,8 +25,10 @@ STUDENT_JOBS: tuple[tuple[str, list[str], dict[str, Any]], ...] = (
     ("attribution", ["cnn-shapes"], {"ig_steps": 4, "references": 1, "randomisation": "none"}),
 )
 OVERHEAD_JOB: tuple[str, list[str], dict[str, Any]] = ("predict", ["cnn-shapes"], {})
-# app/lab_page.py: the UI asks for a job's state with `wait=UI_POLL_S` until it ends
+# app/lab_page.py: the UI asks for a running job's state with `wait=UI_POLL_S` until it ends, and for a
+# queued one's with `wait=UI_QUEUED_WAIT_S` (answered when it starts)
 UI_POLL_S = 0.3
+UI_QUEUED_WAIT_S = 2.0
 LONG_WAIT_S = 30.0  # the API's longest wait: one request, answered when the job ends
 DONE = ("finished", "failed", "cancelled")
 
@@ -71,17 +73,22 @@ class Client:
         return str(self._post("/api/jobs", json=body).json()["id"])
 
     def wait(self, job_id: str, wait_s: float = LONG_WAIT_S) -> tuple[dict[str, Any], int]:
-        """The final job view and the size in bytes of that response, asking with `?wait=wait_s`."""
+        """The final job view and the size in bytes of that response, asking with `?wait=wait_s` (and,
+        while the job is queued and `wait_s` is the UI's, as the UI asks: until it starts)."""
+        queued = False
         while True:
-            r = self.http.get(
-                f"{self.base}/api/jobs/{job_id}", params={"wait": wait_s}, headers=self._headers()
+            ui_queued = queued and wait_s < UI_QUEUED_WAIT_S
+            params: dict[str, Any] = (
+                {"wait": UI_QUEUED_WAIT_S, "until": "change"} if ui_queued else {"wait": wait_s}
             )
+            r = self.http.get(f"{self.base}/api/jobs/{job_id}", params=params, headers=self._headers())
             if r.status_code >= 500:
                 self.server_errors += 1
             r.raise_for_status()
             view = r.json()
             if view["status"] in DONE:
                 return view, len(r.content)
+            queued = view["status"] == "queued"
 
     def run(
         self, lab: str, models: list[str], image_id: str, params: dict[str, Any], wait_s: float = LONG_WAIT_S

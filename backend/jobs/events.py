@@ -1,9 +1,12 @@
-"""Job endings, pushed: `GET /api/jobs/{id}?wait=S` answers the moment the job ends instead of being
-asked again and again.
+"""Job endings (and starts), pushed: `GET /api/jobs/{id}?wait=S` answers the moment the job ends instead
+of being asked again and again.
 
-A worker publishes a job's id on one Redis channel when the job ends (finished, failed, cancelled); each
-API process runs one subscriber thread that wakes the requests waiting on that id. Nothing depends on
-a message arriving: a request that misses one (Redis away, the subscriber reconnecting) answers when its
+A worker publishes a job's id on one Redis channel when the job ends (finished, failed, cancelled), and
+on another when it starts; each API process runs one subscriber thread that wakes the requests waiting
+on that id. Only requests that asked for it (`until=change`: the page, while its job is queued) are
+woken by a start, so a page waiting in the queue asks once per long wait, not three times a second:
+with a class on one embedded server those polls took the GIL from the worker. Nothing depends on a
+message arriving: a request that misses one (Redis away, the subscriber reconnecting) answers when its
 wait runs out, with the job's state read afresh, as a plain poll would.
 """
 
@@ -22,6 +25,7 @@ from backend.jobs.keys import PREFIX
 log = logging.getLogger("biaslab.events")
 
 CHANNEL = f"{PREFIX}:job-ended"
+STARTED_CHANNEL = f"{PREFIX}:job-started"
 
 
 def announce_end(conn: redis.Redis, job_id: str) -> None:
@@ -30,12 +34,19 @@ def announce_end(conn: redis.Redis, job_id: str) -> None:
         conn.publish(CHANNEL, job_id)
 
 
+def announce_start(conn: redis.Redis, job_id: str) -> None:
+    """Tell the requests waiting for a change that `job_id` started (best effort, as `announce_end`)."""
+    with contextlib.suppress(redis.RedisError):
+        conn.publish(STARTED_CHANNEL, job_id)
+
+
 class JobEndings:
-    """The API process's subscriber: `waiting(job_id)` gives an asyncio.Event set when the job ends."""
+    """The API process's subscriber: `waiting(job_id)` gives an asyncio.Event set when the job ends (or,
+    with `starts=True`, starts)."""
 
     def __init__(self, connect: Callable[[], redis.Redis]) -> None:
         self._connect = connect
-        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event, bool]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,9 +66,9 @@ class JobEndings:
         self._stop.set()
 
     @contextlib.contextmanager
-    def waiting(self, job_id: str) -> Iterator[asyncio.Event]:
+    def waiting(self, job_id: str, starts: bool = False) -> Iterator[asyncio.Event]:
         """Register before reading the job's state, so an ending between the read and the wait is seen."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
+        entry = (asyncio.get_running_loop(), asyncio.Event(), starts)
         with self._lock:
             self._waiters.setdefault(job_id, []).append(entry)
         try:
@@ -70,10 +81,10 @@ class JobEndings:
                 else:
                     self._waiters.pop(job_id, None)
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, job_id: str, started: bool = False) -> None:
         with self._lock:
-            entries = list(self._waiters.get(job_id, ()))
-        for loop, event in entries:
+            entries = [e for e in self._waiters.get(job_id, ()) if e[2] or not started]
+        for loop, event, _ in entries:
             with contextlib.suppress(RuntimeError):  # that request's loop has closed
                 loop.call_soon_threadsafe(event.set)
 
@@ -83,15 +94,18 @@ class JobEndings:
             pubsub = None
             try:
                 pubsub = self._connect().pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(CHANNEL, STARTED_CHANNEL)
                 if failing:
                     log.warning("job endings: subscribed again")
                 failing = False
                 while not stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        data = message["data"]
-                        self._wake(data.decode() if isinstance(data, bytes) else str(data))
+                        data, channel = message["data"], message.get("channel")
+                        started = (
+                            channel.decode() if isinstance(channel, bytes) else channel
+                        ) == STARTED_CHANNEL
+                        self._wake(data.decode() if isinstance(data, bytes) else str(data), started)
             except redis.RedisError as exc:
                 if not failing:  # once per outage; waiters fall back to their timeout meanwhile
                     log.warning("job endings: lost the subscription (%s)", type(exc).__name__)

@@ -38,7 +38,7 @@ from rq.timeouts import TimerDeathPenalty
 from backend.config import Settings
 from backend.jobs.batching import BATCHER
 from backend.jobs.connection import connect
-from backend.jobs.events import announce_end
+from backend.jobs.events import announce_end, announce_start
 from backend.jobs.execute import bind_worker, unbind_worker
 from backend.jobs.keys import alive_key, requeue_claim_key
 
@@ -203,6 +203,10 @@ class BiaslabWorker(SimpleWorker):
             self.running = None
             announce_end(self.connection, job.id)  # rq has stored the result or the failure by now
             memory.job_ended()
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        announce_start(self.connection, job.id)  # stored as started: a page waiting on it shows progress
 
     def reassert_job(self, conn: redis.Redis) -> None:
         """After an outage: if a sweeper re-queued our running job, take it back out of the queue

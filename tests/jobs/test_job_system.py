@@ -175,6 +175,39 @@ def test_a_waiting_request_answers_when_its_job_ends(stack: Stack) -> None:
         assert time.monotonic() - asked < 30
         for bad in ("-1", "31", "nan", "soon"):
             assert c.get(f"/api/jobs/{fresh}", params={"wait": bad}).status_code == 422, bad
+        assert c.get(f"/api/jobs/{fresh}", params={"wait": 1, "until": "soon"}).status_code == 422
+
+
+def test_a_waiting_request_answers_when_its_queued_job_starts(stack: Stack) -> None:
+    """With `until=change` a queued job's `?wait=` answers the moment a worker starts it, so a page waiting
+    in the queue asks once per long wait rather than several times a second, and still shows the progress
+    from the start; a plain `?wait=` (`until=end`) is not woken by the start."""
+    with stack.client() as c, stack.client() as other, stack.client() as third:
+        busy = c.get("/api/health").json()["workers"]  # occupy every worker (1 embedded, 2 on Redis)
+        blockers = [submit(c, LONG) for _ in range(busy)]
+        for b in blockers:
+            wait_started(c, b)
+        queued = submit(c, LONG)
+        path = f"/api/jobs/{queued}"
+        with ThreadPoolExecutor(2) as pool:
+            on_change = pool.submit(lambda: other.get(path, params={"wait": 30, "until": "change"}).json())
+            on_end = pool.submit(lambda: third.get(path, params={"wait": 4}).json())
+            time.sleep(0.5)  # both requests are waiting by now, on a job that is still queued
+            assert c.get(path).json()["status"] == "queued"
+            freed = time.monotonic()
+            for b in blockers:
+                assert c.delete(f"/api/jobs/{b}").status_code == 202
+            view = on_change.result()
+            answered = time.monotonic() - freed
+            # A LONG job runs on for minutes: the end-only request answers "started" when its 4 s run out.
+            assert on_end.result()["status"] == "started"
+            assert time.monotonic() - freed >= 3.4
+        # Answered when a freed worker started it, long before its 30 s ran out (an answer at the timeout
+        # would say "started" too, but only after 30 s).
+        assert view["status"] == "started"
+        assert answered < 15
+        assert c.delete(path).status_code == 202
+        assert wait_done(c, queued, 30)["status"] == "cancelled"
 
 
 def test_queued_job_can_be_cancelled_before_it_starts(stack: Stack) -> None:

@@ -17,6 +17,21 @@ def _f(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+LOAD_COLUMNS = ["students", "jobs done", "wall s", "jobs/s", "p50 s", "p95 s"]
+
+
+def _load_cells(r: dict[str, Any]) -> list[str]:
+    """The LOAD_COLUMNS of one class-load row."""
+    return [
+        str(r["students"]),
+        str(r["jobs_done"]),
+        _f(r["wall_s"], 1),
+        _f(r["jobs_per_s"], 2),
+        _f(r["latency_p50_s"], 2),
+        _f(r["latency_p95_s"], 2),
+    ]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [
         "| " + " | ".join(header) + " |",
@@ -249,12 +264,7 @@ def render(res: dict[str, Any]) -> str:
     lines += _table(
         [
             "workers",
-            "students",
-            "jobs done",
-            "wall s",
-            "jobs/s",
-            "p50 s",
-            "p95 s",
+            *LOAD_COLUMNS,
             "speed-up",
             "efficiency",
             "429s",
@@ -264,12 +274,7 @@ def render(res: dict[str, Any]) -> str:
         [
             [
                 str(r["workers"]),
-                str(r["students"]),
-                str(r["jobs_done"]),
-                _f(r["wall_s"], 1),
-                _f(r["jobs_per_s"], 2),
-                _f(r["latency_p50_s"], 2),
-                _f(r["latency_p95_s"], 2),
+                *_load_cells(r),
                 f"{r['speedup']:.2f}×" if r["speedup"] else "–",
                 _f(r["scaling_efficiency"], 2),
                 str(r["rejected_429"]),
@@ -288,24 +293,14 @@ def render(res: dict[str, Any]) -> str:
     ]
     lines += _table(
         [
-            "students",
-            "jobs done",
-            "wall s",
-            "jobs/s",
-            "p50 s",
-            "p95 s",
+            *LOAD_COLUMNS,
             "jobs/s ÷ Redis, 1 worker",
             "429s",
             "5xx",
         ],
         [
             [
-                str(r["students"]),
-                str(r["jobs_done"]),
-                _f(r["wall_s"], 1),
-                _f(r["jobs_per_s"], 2),
-                _f(r["latency_p50_s"], 2),
-                _f(r["latency_p95_s"], 2),
+                *_load_cells(r),
                 f"{r['jobs_per_s'] / redis_one[r['students']]['jobs_per_s']:.2f}×"
                 if r["students"] in redis_one
                 else "–",

@@ -42,6 +42,16 @@ _STATUS: dict[JobStatus, ApiStatus] = {
 }
 
 
+def _message(status: ApiStatus, reported: str | None) -> str | None:
+    # A worker stops reporting at its end (rq records that), so a finished job's last report is stale;
+    # a job that started but has not reported yet still carries its submission's "queued".
+    if status == "finished":
+        return "done"
+    if status == "started" and reported == "queued":
+        return "starting"
+    return reported
+
+
 class JobService:
     def __init__(self, conn: redis.Redis, settings: Settings) -> None:
         self.conn = conn
@@ -99,8 +109,7 @@ class JobService:
             "lab": meta.get("lab") or (job.args[0] if job.args else ""),
             "status": status,
             "progress": progress,
-            # A worker stops reporting at its end (rq records that), so a finished job's last report is stale.
-            "message": "done" if status == "finished" else meta.get("message"),
+            "message": _message(status, meta.get("message")),
             "result": result,
             # The latest partial result, while the lab runs (a finished job's result supersedes it).
             "partial": meta.get("partial") if status != "finished" else None,

@@ -23,6 +23,7 @@ from redis.retry import Retry
 from backend.config import Settings
 
 Role = Literal["api", "worker"]
+RQ_VERSION_FOR_FAKEREDIS = (5, 0, 9)  # what rq assumes when INFO fails (rq.utils.get_version)
 
 
 @lru_cache
@@ -32,12 +33,22 @@ def _fake_server():  # type: ignore[no-untyped-def]
     return fakeredis.FakeServer()
 
 
+def _embedded_client() -> redis.Redis:
+    import fakeredis
+
+    client = fakeredis.FakeRedis(server=_fake_server())
+    # fakeredis has no INFO, so rq asked for the server's version before every dequeue, got an error,
+    # and took Redis 5's commands. Cache that answer where rq caches it per connection. Not fakeredis'
+    # own version: with Redis >= 6.2 rq dequeues with BLMOVE, which fakeredis (2.41) answers at once
+    # instead of blocking, so an idle worker would spin.
+    setattr(client, "__rq_redis_server_version", RQ_VERSION_FOR_FAKEREDIS)
+    return client
+
+
 def connect(redis_url: str | None, *, role: Role = "worker", settings: Settings | None = None) -> redis.Redis:
     """A client for `redis_url`, or for the process-wide embedded server when it is None."""
     if redis_url is None:
-        import fakeredis
-
-        return fakeredis.FakeRedis(server=_fake_server())
+        return _embedded_client()
     if role == "api":
         connect_s = settings.redis_connect_timeout_s if settings else 0.5
         socket_s = settings.redis_socket_timeout_s if settings else 0.5

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 
 import redis
+from redis.client import Pipeline
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
@@ -185,6 +186,11 @@ def count_alive_workers(conn: redis.Redis) -> int:
     return len(alive_workers(conn))
 
 
+# rq's own worker heartbeat, repeated within milliseconds between back-to-back jobs, at most this often
+# (the worker key it extends lives for minutes; the sweeper reads the separate liveness key instead)
+BEAT_AT_MOST_EVERY_S = 1.0
+
+
 class BiaslabWorker(SimpleWorker):
     """SimpleWorker that also runs in a non-main thread (embedded mode), and remembers in memory
     which job it runs, so it can claim that job back after a Redis outage."""
@@ -203,6 +209,25 @@ class BiaslabWorker(SimpleWorker):
             self.running = None
             announce_end(self.connection, job.id)  # rq has stored the result or the failure by now
             memory.job_ended()
+
+    # rq writes the worker's heartbeat three times per job and its state twice, each outside any
+    # pipeline: with the embedded in-memory Redis, about a tenth of the worker's busy time on a small
+    # job. Repeats within a second, and a state it already wrote, are skipped.
+    _beat_at = float("-inf")
+    _beat_ttl = 0
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        ttl = timeout or self.worker_ttl + 60
+        if pipeline is None:
+            if time.monotonic() - self._beat_at < BEAT_AT_MOST_EVERY_S and ttl <= self._beat_ttl:
+                return
+            self._beat_at, self._beat_ttl = time.monotonic(), ttl
+        super().heartbeat(timeout, pipeline)
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         super().prepare_job_execution(job, remove_from_intermediate_queue)

@@ -231,7 +231,8 @@ def render(res: dict[str, Any]) -> str:
             f"from the click on Run to the new chart drawn, p50 {b['run_to_figure_p50_s']:.2f} s, max "
             f"{b['run_to_figure_max_s']:.2f} s ({b['samples']} runs), against p50 {b['http_p50_s']:.2f} s "
             "for the same job over HTTP, interleaved: the rest is Gradio's round trips (the click, the "
-            "progress and result updates) and Plotly drawing.",
+            "result update, in which Gradio rebuilds every output the Run event names) and Plotly "
+            "drawing.",
             "",
         ]
     elif b:

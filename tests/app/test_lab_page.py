@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from app.client import LabSpec, ModelCard
@@ -133,3 +135,54 @@ def test_jobs_carry_the_students_address_for_the_rate_limit() -> None:
     assert proxied == "6.6.6.6, 203.0.113.5, 10.0.0.7"
     assert client_key("127.0.0.1", proxied, trusted) == "203.0.113.5"
     assert forwarded_chain(None) is None
+
+
+def _run_handler(demo: gr.Blocks) -> tuple[Any, list[Any]]:
+    """The Run button's handler and the components it reads, as wired by build_lab_page."""
+    fn = next(f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "run_job")
+    return fn.fn, fn.inputs
+
+
+def test_a_short_job_is_drawn_in_the_first_update_and_a_long_one_shows_progress_first(
+    live_server: Any,
+) -> None:
+    """Each page update costs the page server a rebuild of every output the Run event names, so a job
+    that ends within the first wait is drawn at once; a longer one first shows its progress and Cancel.
+    The real handler, against the real embedded server and its trained models."""
+    from starlette.requests import Request
+
+    from app.client import ApiClient
+
+    client = ApiClient(live_server.url)
+    lab = next(spec for spec in client.labs() if spec.name == "predict")
+    with gr.Blocks() as demo:
+        image_id, url_box = gr.State(None), gr.Textbox()
+        with gr.Tabs():
+            page = build_lab_page(lab, client.models(), client, image_id, url_box)
+    handler, inputs = _run_handler(demo)
+    scope = {"type": "http", "headers": [], "client": ("127.0.0.1", 5000), "method": "POST", "path": "/"}
+    request = gr.Request(request=Request(scope))
+
+    def run(**params: Any) -> list[dict[Any, Any]]:
+        values = [c.value for c in inputs]
+        values[0] = "example-shapes-circle"  # the image_id State
+        for spec, control in zip(page.specs, page.controls, strict=True):
+            if spec.name in params:
+                values[inputs.index(control)] = params[spec.name]
+        if page.models is not None:
+            values[inputs.index(page.models)] = ["cnn-shapes"]
+        return list(handler(request, *values))
+
+    run(tta_samples=0)  # the process's first job loads the model (and may fit the OOD reference): long
+    short = run(tta_samples=0)
+    assert page.plots[0] in short[0] and page.plots[1] in short[0]  # the result, with no update before it
+    # the job's own line: an identical line would not be redrawn (or announced) after an earlier run
+    assert "Done" in short[0][page.status] and 'data-job="' in short[0][page.status]
+    assert len(short) == 2  # then the downloads, with Run back
+
+    long = run(tta_samples=400)  # 400 shifted copies: well over the first wait on any CPU here
+    first = long[0]
+    assert page.plots[0] not in first and first[page.cancel]["interactive"] is True
+    assert first[page.run]["interactive"] is False and 'data-status="started"' in first[page.status]
+    result = next(update for update in long if page.plots[1] in update)
+    assert "Done" in result[page.status]

@@ -7,6 +7,7 @@ own colours) and exported; no figure is drawn by hand in the UI.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import math
@@ -17,6 +18,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 from gradio.components.plot import PlotData
+from plotly.offline import get_plotlyjs
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with the common colour-vision deficiencies.
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -205,6 +207,12 @@ def metrics_markdown(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache
+def _plotly_js_tag() -> str:
+    """plotly.js (4.8 MB) for inlining: read from plotly's package once per process, not once per job."""
+    return f'<script charset="utf-8" type="text/javascript">{get_plotlyjs()}</script>'
+
+
 def report_html(
     figures: Sequence[Mapping[str, Any]],
     *,
@@ -218,7 +226,7 @@ def report_html(
     for i, figure in enumerate(figures):
         # The page's own payload (no go.Figure: Plotly's validation cost more than writing the file).
         div = pio.to_html(
-            styled(figure), validate=False, full_html=False, include_plotlyjs=(i == 0), default_width="100%"
+            styled(figure), validate=False, full_html=False, include_plotlyjs=False, default_width="100%"
         )
         alt = html.escape(alt_text(figure, i))
         caption = html.escape(figure_title(figure) or alt_text(figure, i))
@@ -234,7 +242,7 @@ def report_html(
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2rem auto;padding:0 1rem;}}
 figure{{margin:0 0 2rem 0}} figcaption{{color:#444}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>{text_block}
-{"".join(parts)}{metrics_block}</body></html>
+{_plotly_js_tag() if parts else ""}{"".join(parts)}{metrics_block}</body></html>
 """
 
 

@@ -66,7 +66,9 @@ def test_downloads_are_standalone(tmp_path: Path) -> None:
     html_path, json_path = write_downloads(tmp_path, "predict-1", [BAR, BAR], {"m": 1}, title="Predict")
     page = html_path.read_text()
     assert page.count("<figure") == 2 and 'aria-label="cnn-shapes: top-2"' in page
-    assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js inlined once: works offline
+    assert '<script src="http' not in page and len(page) > 1_000_000  # plotly.js inlined: works offline
+    assert page.count("* plotly.js v") == 1  # once, before the first figure's script
+    assert page.index("* plotly.js v") < page.index("Plotly.newPlot")
     assert json.loads(json_path.read_text()) == {"m": 1}
 
 
